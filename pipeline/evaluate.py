@@ -1,0 +1,25 @@
+"""Stage evaluate: Borda fusion at `gamma` (eq. 8) and full-ranking HR/NDCG from the cached score matrices.
+No training happens here, so `dvc exp run -S gamma=0.3` re-runs only this stage and the summary."""
+
+from globaldiff import paths
+from globaldiff.cli import run_stage, stage_args
+from globaldiff.data.sequences import read_split
+from globaldiff.experiment import evaluate_run
+from globaldiff.io import load_npy, write_json
+from globaldiff.params import load_params
+
+
+def main() -> None:
+    args = stage_args("dataset", "backbone", "seed")
+    params = load_params(args.params)
+    split = read_split(paths.processed(args.dataset), "loo")
+    folder = paths.scores_dir(args.dataset, args.backbone, args.seed)
+    scores = {f"{part}_{kind}": load_npy(folder / f"{part}_{kind}.npy") for part in ("val", "test") for kind in ("logits", "x0")}
+    metrics = evaluate_run(params, split, scores)
+    write_json(paths.metrics_file(args.dataset, args.backbone, args.seed),
+               {"dataset": args.dataset, "backbone": args.backbone, "seed": args.seed, "gamma": params["gamma"],
+                "exclude": params["eval"]["exclude"], **metrics})
+
+
+if __name__ == "__main__":
+    run_stage(main)

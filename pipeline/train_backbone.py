@@ -1,0 +1,26 @@
+"""Stage train_backbone: one backbone on its own objective, early-stopped on validation (Section 3.2)."""
+
+import os
+
+from globaldiff import paths
+from globaldiff.cli import CurveLog, run_stage, stage_args
+from globaldiff.data.sequences import read_split
+from globaldiff.experiment import fit_backbone
+from globaldiff.io import save_torch
+from globaldiff.params import load_params
+from globaldiff.train import pick_device
+
+
+def main() -> None:
+    args = stage_args("dataset", "backbone", "seed")
+    params = load_params(args.params)
+    split = read_split(paths.processed(args.dataset), "loo")
+    log = CurveLog()
+    checkpoint = fit_backbone(params, args.backbone, split, args.seed, pick_device(os.environ.get("GLOBALDIFF_DEVICE")), log)
+    out = paths.run_dir(args.dataset, args.backbone, args.seed)
+    log.write(out / "backbone_curve.csv")
+    save_torch(out / "backbone.pt", checkpoint)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,34 @@
+"""Stage train_diffusion: the denoiser on the frozen backbone (Sections 3.3-3.4), then the val/test score
+matrices of the backbone and of the reverse process (Section 3.5), cached for the evaluate stage."""
+
+import os
+
+from globaldiff import paths
+from globaldiff.cli import CurveLog, run_stage, stage_args
+from globaldiff.data.sequences import read_split
+from globaldiff.experiment import fit_diffusion, load_backbone
+from globaldiff.io import load_torch, save_npy, save_torch
+from globaldiff.params import load_params
+from globaldiff.similarity import ItemSimilarity
+from globaldiff.train import pick_device
+
+
+def main() -> None:
+    args = stage_args("dataset", "backbone", "seed")
+    params = load_params(args.params)
+    split = read_split(paths.processed(args.dataset), "loo")
+    run = paths.run_dir(args.dataset, args.backbone, args.seed)
+    backbone = load_backbone(params, args.backbone, load_torch(run / "backbone.pt"), split.num_items,
+                             str(run / "backbone.pt"))
+    similarity = ItemSimilarity.from_state_dict(load_torch(paths.similarity(args.dataset)))
+    log = CurveLog()
+    device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))
+    checkpoint, scores = fit_diffusion(params, backbone, similarity, split, args.seed, device, log)
+    log.write(run / "diffusion_curve.csv")
+    save_torch(run / "diffusion.pt", checkpoint)
+    for name, matrix in scores.items():
+        save_npy(paths.scores_dir(args.dataset, args.backbone, args.seed) / f"{name}.npy", matrix)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,18 @@
+"""Backbone registry: params name -> class. Adding a backbone is one file and one line here."""
+
+from __future__ import annotations
+
+from .. import ConfigError
+from .base import Backbone
+from .sasrec import SASRec
+
+REGISTRY: dict[str, type[Backbone]] = {
+    "sasrec": SASRec,
+}
+
+
+def build_backbone(name: str, num_items: int, max_len: int, options: dict) -> Backbone:
+    """Instantiate the backbone `name` with its params.yaml options (training-only keys removed)."""
+    if name not in REGISTRY:
+        raise ConfigError(f"params.yaml: unknown backbone {name!r}: expected one of {sorted(REGISTRY)}")
+    return REGISTRY[name](num_items=num_items, max_len=max_len, **options)

@@ -1,0 +1,52 @@
+"""SASRec (Kang & McAuley 2018): causal self-attention, next-item prediction at every position.
+
+Scores are dot products with the (tied) item embeddings. `loss: bce` is the original paper's objective
+(one sampled negative per position, as in the checkpoint the GlobalDiff authors used); `loss: ce` is full
+softmax cross-entropy over all items.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Backbone
+from .layers import TransformerEncoder
+
+
+class SASRec(Backbone):
+    causal = True
+
+    def __init__(self, num_items: int, max_len: int, hidden: int = 64, blocks: int = 2, heads: int = 1,
+                 dropout: float = 0.2, loss: str = "ce"):
+        super().__init__(num_items, max_len, hidden)
+        if loss not in ("ce", "bce"):
+            raise ValueError(f"SASRec loss {loss!r}: expected 'ce' or 'bce'")
+        self.loss = loss
+        self.encoder = TransformerEncoder(num_items, max_len, hidden, blocks, heads, hidden, dropout, causal=True)
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(seqs)
+
+    def item_scores(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.encoder.items.weight[: self.num_items + 1].T
+
+    def training_loss(self, windows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        inputs, targets = windows[:, :-1], windows[:, 1:]
+        h = self.encode(inputs)
+        keep = (inputs != 0) & (targets != 0)
+        h, targets = h[keep], targets[keep]
+        if self.loss == "ce":
+            logits = self.item_scores(h)
+            logits[:, 0] = float("-inf")
+            return F.cross_entropy(logits, targets)
+        negatives = torch.randint(1, self.num_items + 1, targets.shape, generator=generator,
+                                  device=targets.device)
+        emb = self.encoder.items.weight
+        pos_logit = (h * emb[targets]).sum(-1)
+        neg_logit = (h * emb[negatives]).sum(-1)
+        return F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit)) + \
+            F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
+
+    def config(self) -> dict:
+        return {**super().config(), "loss": self.loss}

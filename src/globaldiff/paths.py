@@ -1,0 +1,25 @@
+"""Where each stage reads and writes (the same layout dvc.yaml declares)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def processed(dataset: str) -> Path:
+    return Path("data/processed") / dataset
+
+
+def similarity(dataset: str) -> Path:
+    return Path("models") / dataset / "similarity.pt"
+
+
+def run_dir(dataset: str, backbone: str, seed: int) -> Path:
+    return Path("models") / dataset / backbone / f"seed{seed}"
+
+
+def scores_dir(dataset: str, backbone: str, seed: int) -> Path:
+    return Path("scores") / dataset / backbone / f"seed{seed}"
+
+
+def metrics_file(dataset: str, backbone: str, seed: int) -> Path:
+    return Path("reports/metrics") / dataset / backbone / f"seed{seed}.json"
