@@ -1,0 +1,53 @@
+"""Stage `download`: fetch datasets.<dataset>'s raw file(s) into data/raw/<dataset>/ (atomically).
+
+Usage: python pipeline/download.py --dataset NAME   (run from the repo root, as dvc does)
+On error: prints `error: <message>` to stderr, leaves nothing at data/raw/<dataset>, exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from globaldiff import ConfigError
+from globaldiff.data.download import clear, dataset_config, download_dataset, record_checksum, resolve_source
+from globaldiff.io import atomic_path
+
+CHECKSUMS = Path("data/checksums.json")
+
+
+def read_params(path: Path = Path("params.yaml")) -> dict:
+    """params.yaml as a dict; a missing or invalid file is a ConfigError."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (run from the repo root)") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    args = parser.parse_args(argv)
+    out = Path("data/raw") / args.dataset
+    try:
+        source = resolve_source(dataset_config(read_params(), args.dataset), args.dataset)
+        with atomic_path(out) as tmp:
+            fetched = download_dataset(source, tmp, root=".", checksums_path=CHECKSUMS)
+        if fetched.record:
+            record_checksum(CHECKSUMS, fetched.url, fetched.sha256)
+            print(f"recorded sha256 {fetched.sha256} for {fetched.url} in {CHECKSUMS} (commit it)")
+    except (ConfigError, OSError) as e:  # OSError: disk full, permissions: still one line, no traceback
+        clear(out)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.dataset}: {source.url} -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Stage `preprocess`: data/raw/<dataset>/ -> data/processed/<dataset>/ (stats, id maps, loo and longterm splits).
+
+Usage: python pipeline/preprocess.py --dataset NAME   (run from the repo root, as dvc does)
+On error: prints `error: <message>` to stderr, leaves nothing at data/processed/<dataset>, exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from globaldiff import ConfigError
+from globaldiff.data.loaders import load
+from globaldiff.data.preprocess import build, read_filters, write_processed
+from globaldiff.io import atomic_path
+
+
+def read_params(path: Path = Path("params.yaml")) -> dict:
+    """params.yaml as a dict; a missing or invalid file is a ConfigError."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (run from the repo root)") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    args = parser.parse_args(argv)
+    out = Path("data/processed") / args.dataset
+    try:
+        datasets = read_params().get("datasets") or {}
+        if args.dataset not in datasets or not isinstance(datasets[args.dataset], dict):
+            raise ConfigError(f"params.yaml: datasets.{args.dataset}: unknown dataset '{args.dataset}'; "
+                              f"known: {', '.join(sorted(map(str, datasets)))}")
+        cfg = datasets[args.dataset]
+        filters = read_filters(args.dataset, cfg)
+        processed = build(args.dataset, load(args.dataset, cfg, Path("data/raw") / args.dataset), filters)
+        with atomic_path(out) as tmp:
+            write_processed(tmp, processed)
+    except (ConfigError, OSError) as e:  # OSError: disk full, permissions: still one line, no traceback
+        if out.is_dir():
+            shutil.rmtree(out)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(processed.stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
