@@ -32,9 +32,13 @@ def exclusion_mask(num_items: int, windows: torch.Tensor, histories: list[np.nda
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1-based rank of each target among all items: 1 + number of items scored strictly higher."""
+    """1-based rank of each target among all items: 1 + items scored higher + tied items with a lower id.
+
+    Ties are broken by item id, so a constant score vector ranks the target by its id, never first for free.
+    """
     target_scores = scores.gather(1, targets[:, None])
-    return 1 + (scores > target_scores).sum(dim=1)
+    lower_id = torch.arange(scores.shape[1], device=scores.device)[None, :] < targets[:, None]
+    return 1 + (scores > target_scores).sum(dim=1) + ((scores == target_scores) & lower_id).sum(dim=1)
 
 
 def hit_rate(ranks: np.ndarray, k: int) -> np.ndarray:
@@ -58,15 +62,17 @@ def summarise(ranks: np.ndarray, ks=(10, 20)) -> dict[str, float]:
 
 
 def masked_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-    """Ranks of the targets after setting excluded items to -inf."""
-    scores = scores.masked_fill(mask.to(scores.device), float("-inf"))
-    return target_ranks(scores, targets.to(scores.device)).cpu().numpy()
+    """Ranks of the targets after setting excluded items to -inf; an excluded target is never a hit."""
+    mask, targets = mask.to(scores.device), targets.to(scores.device)
+    ranks = target_ranks(scores.masked_fill(mask, float("-inf")), targets)
+    excluded = mask.gather(1, targets[:, None])[:, 0]
+    return torch.where(excluded, torch.iinfo(torch.int64).max, ranks).cpu().numpy()
 
 
 def evaluate_all(logits: torch.Tensor, x0_hat: torch.Tensor, evalset: EvalSet, gamma: float, norm: str,
                  exclude: str) -> dict[str, dict[str, float]]:
     """Metrics of the backbone alone, the diffusion model alone and their fusion."""
-    mask = exclusion_mask(logits.shape[1] - 1, evalset.windows, mode=exclude)
+    mask = exclusion_mask(logits.shape[1] - 1, evalset.windows, evalset.histories, mode=exclude)
     return {
         "backbone": summarise(masked_ranks(logits, mask, evalset.targets)),
         "diffusion": summarise(masked_ranks(x0_hat, mask, evalset.targets)),

@@ -69,7 +69,7 @@ def validate(params: dict) -> dict:
         if _get(params, key) not in allowed:
             raise ConfigError(f"params.yaml: {key} = {_get(params, key)!r}: expected one of {list(allowed)}")
     start = params["inference"].get("start_step")
-    if start is not None and not (isinstance(start, int) and 1 <= start <= params["T"]):
+    if start is not None and (isinstance(start, bool) or not (isinstance(start, int) and 1 <= start <= params["T"])):
         raise ConfigError(f"params.yaml: inference.start_step = {start!r}: expected null or an integer in [1, T = {params['T']}]")
     from .backbones import REGISTRY
 

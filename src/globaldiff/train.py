@@ -61,10 +61,11 @@ def sliding_windows(histories: list[np.ndarray], length: int, stride: int) -> to
 
 @dataclass
 class EvalSet:
-    """Users' input windows [N, L] and the items to predict [N]."""
+    """Users' input windows [N, L], the items to predict [N], and the full histories (for eval.exclude 'history')."""
 
     windows: torch.Tensor
     targets: torch.Tensor
+    histories: list[np.ndarray] | None = None
 
 
 def evaluation_sets(train: list[np.ndarray], val: np.ndarray, test: np.ndarray, length: int) -> tuple[EvalSet, EvalSet]:
@@ -72,7 +73,8 @@ def evaluation_sets(train: list[np.ndarray], val: np.ndarray, test: np.ndarray, 
     val_t = torch.as_tensor(np.asarray(val), dtype=torch.long)
     test_t = torch.as_tensor(np.asarray(test).reshape(len(train), -1)[:, 0], dtype=torch.long)
     with_val = [np.append(items, v) for items, v in zip(train, np.asarray(val))]
-    return EvalSet(last_windows(train, length), val_t), EvalSet(last_windows(with_val, length), test_t)
+    return (EvalSet(last_windows(train, length), val_t, train),
+            EvalSet(last_windows(with_val, length), test_t, with_val))
 
 
 # ---------------------------------------------------------------------------------------- backbone
@@ -86,7 +88,7 @@ def backbone_outputs(backbone: Backbone, windows: torch.Tensor, batch: int, devi
 
 
 def evaluate_scores(scores: torch.Tensor, evalset: EvalSet, exclude: str) -> dict[str, float]:
-    mask = exclusion_mask(scores.shape[1] - 1, evalset.windows, mode=exclude)
+    mask = exclusion_mask(scores.shape[1] - 1, evalset.windows, evalset.histories, mode=exclude)
     return summarise(masked_ranks(scores, mask, evalset.targets))
 
 

@@ -1,0 +1,207 @@
+"""Backbones, paper Section 3.2: the Backbone interface helpers and SASRec (causal, padding-safe)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from globaldiff import ConfigError
+from globaldiff.backbones import REGISTRY, build_backbone
+from globaldiff.backbones.base import Backbone, right_align
+from globaldiff.backbones.layers import attention_mask
+from globaldiff.backbones.sasrec import SASRec
+
+M, L, D = 9, 5, 16
+
+
+def sasrec(**kw) -> SASRec:
+    torch.manual_seed(0)
+    opts = dict(hidden=D, blocks=2, heads=2, dropout=0.2, loss="ce")
+    opts.update(kw)
+    return SASRec(num_items=M, max_len=L, **opts).eval()
+
+
+class Dummy(Backbone):
+    """Non-causal stand-in: h at each position = [id, id, ...], scores = h[:, :1] broadcast."""
+
+    causal = False
+
+    def encode(self, seqs):
+        return seqs.to(torch.float32)[..., None].expand(-1, -1, self.hidden).clone()
+
+    def item_scores(self, h):
+        return h[:, :1].expand(-1, self.num_items + 1)
+
+    def training_loss(self, windows, generator=None):
+        return torch.zeros(())
+
+
+class CausalDummy(Dummy):
+    causal = True
+
+
+# ------------------------------------------------------------------------------------------- base helpers
+
+def test_right_align():
+    prefix = torch.tensor([[5, 6, 7, 8], [5, 6, 7, 8], [5, 6, 7, 8]])
+    out = right_align(prefix, torch.tensor([2, 0, 4]))
+    assert out.tolist() == [[0, 0, 5, 6], [0, 0, 0, 0], [5, 6, 7, 8]]
+
+
+def test_next_item_input_causal_is_identity_noncausal_shifts_and_appends_mask():
+    windows = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
+    assert torch.equal(CausalDummy(M, L, 4).next_item_input(windows), windows)
+    out = Dummy(M, L, 4).next_item_input(windows)
+    assert out.tolist() == [[1, 2, 3, 4, M + 1], [6, 7, 8, 9, M + 1]]
+    assert windows.tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]   # input not modified
+
+
+def test_masked_input_causal_prefix_right_aligned():
+    windows = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
+    seqs, target = CausalDummy(M, L, 4).masked_input(windows, torch.tensor([3, 1]))
+    # row 0 hides position 3 (item 4): prefix [0, 0, 3]; row 1 hides position 1 (item 2): prefix [1]
+    assert seqs.tolist() == [[0, 0, 0, 0, 3], [0, 0, 0, 0, 1]]
+    assert target.tolist() == [L - 1, L - 1]
+
+
+def test_masked_input_noncausal_puts_mask_at_pos():
+    windows = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
+    seqs, target = Dummy(M, L, 4).masked_input(windows, torch.tensor([3, 0]))
+    assert seqs.tolist() == [[0, 0, 3, M + 1, 5], [M + 1, 2, 3, 4, 5]]
+    assert target.tolist() == [3, 0]
+    assert windows.tolist() == [[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]]   # input not modified
+
+
+def test_valid_mask_positions():
+    windows = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
+    assert Dummy(M, L, 4).valid_mask_positions(windows).tolist() == [
+        [False, False, True, True, True], [True, True, True, True, True]]
+    # causal: needs a real item before the hidden one
+    assert CausalDummy(M, L, 4).valid_mask_positions(windows).tolist() == [
+        [False, False, False, True, True], [False, True, True, True, True]]
+
+
+def test_guidance_mean_excludes_padding():
+    seqs = torch.tensor([[0, 0, 3, 4, 8], [1, 2, 3, 4, 5]])
+    h_t, h_mean = Dummy(M, L, 3).guidance(seqs, torch.tensor([2, 4]))
+    torch.testing.assert_close(h_t, torch.tensor([[3.0] * 3, [5.0] * 3]))
+    torch.testing.assert_close(h_mean, torch.tensor([[5.0] * 3, [3.0] * 3]))   # (3+4+8)/3, (1+..+5)/5
+    h_t, h_mean = Dummy(M, L, 3).guidance(torch.zeros(1, L, dtype=torch.long), torch.tensor([4]))
+    assert torch.isfinite(h_mean).all()
+
+
+def test_predict_noncausal_reads_mask_slot():
+    scores, h_t, h_mean = Dummy(M, L, 2).predict(torch.tensor([[0, 1, 2, 3, 4]]))
+    # input [1, 2, 3, 4, MASK]: h at L-1 = MASK id, mean over the 5 non-padding ids
+    assert h_t.tolist() == [[M + 1.0] * 2]
+    assert h_mean.tolist() == [[(1 + 2 + 3 + 4 + M + 1) / 5] * 2]
+    assert scores.shape == (1, M + 1)
+
+
+def test_build_backbone():
+    model = build_backbone("sasrec", M, L, dict(hidden=8, blocks=1, heads=1, dropout=0.0, loss="bce"))
+    assert isinstance(model, SASRec) and model.causal
+    assert model.config() == {"class": "SASRec", "num_items": M, "max_len": L, "hidden": 8, "loss": "bce"}
+    with pytest.raises(ConfigError) as err:
+        build_backbone("gru4rec", M, L, {})
+    for name in REGISTRY:
+        assert name in str(err.value)
+    assert "gru4rec" in str(err.value)
+
+
+def test_sasrec_bad_loss():
+    with pytest.raises(ValueError):
+        SASRec(M, L, hidden=8, loss="bpr")
+
+
+# ------------------------------------------------------------------------------------------- SASRec
+
+def test_sasrec_shapes():
+    model = sasrec()
+    seqs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8], [0, 0, 0, 0, 9]])
+    h = model.encode(seqs)
+    assert h.shape == (3, L, D)
+    scores = model.item_scores(h[:, -1])
+    assert scores.shape == (3, M + 1)
+    assert torch.all(scores[:, 0] == 0)     # padding embedding is zero
+    s, h_t, h_mean = model.predict(seqs)
+    assert s.shape == (3, M + 1) and h_t.shape == (3, D) and h_mean.shape == (3, D)
+    torch.testing.assert_close(h_t, h[:, -1])
+
+
+def test_attention_mask():
+    seqs = torch.tensor([[0, 0, 3, 4]])
+    causal = attention_mask(seqs, causal=True)[0, 0]
+    assert causal.tolist() == [
+        [True, False, False, False],
+        [False, True, False, False],
+        [False, False, True, False],
+        [False, False, True, True],
+    ]
+    bidir = attention_mask(seqs, causal=False)[0, 0]
+    assert bidir[2].tolist() == [False, False, True, True] and bidir[0].tolist() == [True, False, True, True]
+
+
+def test_sasrec_is_causal():
+    model = sasrec()
+    a = torch.tensor([[0, 1, 2, 3, 4]])
+    b = torch.tensor([[0, 1, 2, 3, 6]])
+    c = torch.tensor([[0, 1, 7, 3, 4]])
+    with torch.no_grad():
+        ha, hb, hc = model.encode(a), model.encode(b), model.encode(c)
+    torch.testing.assert_close(ha[:, :4], hb[:, :4])
+    assert not torch.allclose(ha[:, 4], hb[:, 4])
+    torch.testing.assert_close(ha[:, :2], hc[:, :2])
+    assert not torch.allclose(ha[:, 2:], hc[:, 2:])
+
+
+def test_sasrec_padding_outputs_zero_and_is_never_attended():
+    model = sasrec()
+    seqs = torch.tensor([[0, 0, 3, 4, 5], [0, 0, 0, 2, 9]])
+    with torch.no_grad():
+        ref = model.encode(seqs)
+    assert torch.all(ref[0, :2] == 0) and torch.all(ref[1, :3] == 0)
+    pad = (seqs == 0)[..., None]
+
+    # 1) what a padding slot would contribute through its position embedding changes nothing
+    #    (positions 0 and 1 are padding in both rows)
+    with torch.no_grad():
+        model.encoder.positions.weight[:2] += 5.0 * torch.randn(2, D)
+        moved = model.encode(seqs)
+    torch.testing.assert_close(moved[0, 2:], ref[0, 2:])
+    torch.testing.assert_close(moved[1, 3:], ref[1, 3:])
+    model = sasrec()
+
+    # 2) garbage injected into the padding rows before every block (keys/values of pad slots) changes nothing
+    gen = torch.Generator().manual_seed(0)
+
+    def inject(module, args):
+        x, mask = args
+        return (torch.where(pad, 10.0 * torch.randn(x.shape, generator=gen), x), mask)
+
+    handles = [block.register_forward_pre_hook(inject) for block in model.encoder.blocks]
+    try:
+        with torch.no_grad():
+            noisy = model.encode(seqs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(noisy[0, 2:], ref[0, 2:])
+    torch.testing.assert_close(noisy[1, 3:], ref[1, 3:])
+    assert torch.all(noisy[pad.expand_as(noisy)] == 0)
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_sasrec_training_loss_finite_and_decreases(loss):
+    model = sasrec(loss=loss, dropout=0.0).train()
+    windows = torch.tensor([[0, 0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 1], [0, 0, 0, 2, 4, 6], [3, 5, 7, 9, 2, 4]])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        value = model.training_loss(windows, generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(value)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        losses.append(value.item())
+    assert losses[-1] < 0.7 * losses[0]

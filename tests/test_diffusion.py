@@ -1,0 +1,278 @@
+"""Gaussian diffusion over item vectors, paper Section 3.4, equations (4)-(7); DiffRec linear-variance schedule.
+
+Expected values are computed from the definitions (alpha_t = 1 - beta_t, abar_t = prod_{s<=t} alpha_s) in plain
+Python, not by calling the code under test a second time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from globaldiff import ConfigError
+from globaldiff.diffusion import (DiffusionSchedule, diffusion_loss, posterior_mean, posterior_std, q_sample,
+                                  reverse)
+
+
+def linspace(a, b, n):
+    return [a + (b - a) * k / (n - 1) for k in range(n)] if n > 1 else [a]
+
+
+def by_hand(betas):
+    alphas = [1.0 - b for b in betas]
+    abar, prod = [], 1.0
+    for a in alphas:
+        prod *= a
+        abar.append(prod)
+    return alphas, abar
+
+
+# ------------------------------------------------------------------------------------------- schedule
+
+def test_linear_variance_without_fixed_beta0_is_exactly_linear():
+    s = DiffusionSchedule.linear_variance(20, 0.1, 5e-3, 5e-2, beta_first=None)
+    assert s.betas.dtype == torch.float64 and s.steps == 20
+    expected = torch.tensor(linspace(5e-4, 5e-3, 20), dtype=torch.float64)
+    torch.testing.assert_close(1.0 - s.alpha_bars, expected, rtol=0, atol=1e-12)
+    # sqrt(1 - abar_{T-1}) = sqrt(5e-3)
+    assert math.sqrt(1.0 - s.alpha_bars[-1].item()) == pytest.approx(0.0707107, abs=1e-6)
+
+
+def test_linear_variance_defaults_t20_by_hand():
+    """DiffRec: betas_t = 1 - (1 - v_t)/(1 - v_{t-1}) for t >= 1 from v = linspace(5e-4, 5e-3, 20); beta_0 := 1e-5.
+
+    Fixing beta_0 rescales every abar_t by (1 - 1e-5)/(1 - 5e-4): 1 - abar is then linear from 1e-5 to
+    about 4.51e-3 (not from 5e-4 to 5e-3), and sqrt(1 - abar_{T-1}) is 0.0672 (authors' code: 0.067).
+    """
+    s = DiffusionSchedule.linear_variance(20)  # defaults: 0.1, 5e-3, 5e-2, beta_first 1e-5
+    v = linspace(5e-4, 5e-3, 20)
+    betas = [1e-5] + [1.0 - (1.0 - v[t]) / (1.0 - v[t - 1]) for t in range(1, 20)]
+    torch.testing.assert_close(s.betas, torch.tensor(betas, dtype=torch.float64), rtol=1e-10, atol=1e-15)
+    alphas, abar = by_hand(betas)
+    torch.testing.assert_close(s.alphas, torch.tensor(alphas, dtype=torch.float64), rtol=0, atol=1e-14)
+    torch.testing.assert_close(s.alpha_bars, torch.tensor(abar, dtype=torch.float64), rtol=0, atol=1e-12)
+    scale = (1.0 - 1e-5) / (1.0 - 5e-4)
+    for t in range(1, 20):
+        assert s.alpha_bars[t].item() == pytest.approx(scale * (1.0 - v[t]), abs=1e-12)
+    assert 1.0 - s.alpha_bars[0].item() == pytest.approx(1e-5, abs=1e-15)
+    assert 1.0 - s.alpha_bars[-1].item() == pytest.approx(1.0 - scale * 0.995, abs=1e-12)  # 4.5122e-3
+    assert math.sqrt(1.0 - s.alpha_bars[-1].item()) == pytest.approx(0.06717, abs=1e-4)
+    # 1 - abar still rises linearly for t >= 1 (constant step scale * 4.5e-3 / 19)
+    steps = torch.diff(1.0 - s.alpha_bars[1:])
+    torch.testing.assert_close(steps, torch.full_like(steps, scale * 4.5e-3 / 19), rtol=1e-8, atol=0)
+
+
+def test_beta_first_changes_only_beta0():
+    fixed = DiffusionSchedule.linear_variance(20, beta_first=1e-5)
+    free = DiffusionSchedule.linear_variance(20, beta_first=None)
+    assert free.betas[0].item() == pytest.approx(5e-4, abs=1e-15)
+    assert fixed.betas[0].item() == 1e-5
+    torch.testing.assert_close(fixed.betas[1:], free.betas[1:], rtol=0, atol=0)
+
+
+def test_alpha_bar_strictly_decreasing_and_prev():
+    s = DiffusionSchedule.linear_variance(20)
+    abar = s.alpha_bars
+    assert (abar[1:] < abar[:-1]).all() and (abar > 0).all() and (abar < 1).all()
+    assert s.alpha_bars_prev[0].item() == 1.0
+    torch.testing.assert_close(s.alpha_bars_prev[1:], abar[:-1])
+
+
+def test_single_step_schedule():
+    s = DiffusionSchedule.linear_variance(1, beta_first=None)
+    assert s.steps == 1 and s.betas[0].item() == pytest.approx(5e-4)
+
+
+@pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=-3), dict(steps=5, noise_min=0.05, noise_max=0.05),
+                                    dict(steps=5, noise_min=0.0), dict(steps=5, noise_scale=0.0)])
+def test_bad_schedule_raises_config_error(kwargs):
+    with pytest.raises(ConfigError):
+        DiffusionSchedule.linear_variance(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------- eq. (4)
+
+def test_q_sample_statistics():
+    s = DiffusionSchedule.linear_variance(5, noise_scale=1.0, noise_min=0.1, noise_max=0.9, beta_first=None)
+    # 1 - abar = linspace(.1, .9, 5) = .1, .3, .5, .7, .9
+    n = 40000
+    x0 = torch.tensor([0.0, 1.0, 0.5, 1.0], dtype=torch.float64).expand(n, -1)
+    gen = torch.Generator().manual_seed(0)
+    for t, var in enumerate([0.1, 0.3, 0.5, 0.7, 0.9]):
+        noise = torch.randn(n, 4, generator=gen, dtype=torch.float64)
+        xt = q_sample(s, x0, torch.full((n,), t), noise)
+        torch.testing.assert_close(xt.mean(0), math.sqrt(1 - var) * x0[0], atol=0.02, rtol=0)
+        torch.testing.assert_close(xt.std(0), torch.full((4,), math.sqrt(var), dtype=torch.float64), atol=0.02, rtol=0)
+
+
+def test_q_sample_exact_per_row_t():
+    s = DiffusionSchedule.linear_variance(5, noise_scale=1.0, noise_min=0.1, noise_max=0.9, beta_first=None)
+    x0 = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    noise = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    xt = q_sample(s, x0, torch.tensor([0, 4]), noise)
+    expected = torch.tensor([[math.sqrt(0.9), math.sqrt(0.1)], [math.sqrt(0.1), math.sqrt(0.9)]])
+    torch.testing.assert_close(xt, expected)
+    assert xt.dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------- eq. (5)
+
+def test_posterior_mean_matches_eq5_written_out():
+    s = DiffusionSchedule.linear_variance(6, noise_scale=1.0, noise_min=0.05, noise_max=0.6, beta_first=0.01)
+    betas = s.betas.tolist()
+    alphas, abar = by_hand(betas)
+    gen = torch.Generator().manual_seed(3)
+    xt = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    x0 = torch.rand(6, 3, generator=gen, dtype=torch.float64)
+    t = torch.arange(6)
+    mu = posterior_mean(s, xt, x0, t)
+    for k in range(6):
+        prev = abar[k - 1] if k > 0 else 1.0
+        c_xt = math.sqrt(alphas[k]) * (1 - prev) / (1 - abar[k])
+        c_x0 = math.sqrt(prev) * betas[k] / (1 - abar[k])
+        torch.testing.assert_close(mu[k], c_xt * xt[k] + c_x0 * x0[k])
+
+
+def test_posterior_mean_at_t0_is_x0_and_std_zero():
+    s = DiffusionSchedule.linear_variance(20)
+    xt = torch.randn(3, 7)
+    x0 = torch.rand(3, 7)
+    t = torch.zeros(3, dtype=torch.long)
+    torch.testing.assert_close(posterior_mean(s, xt, x0, t), x0)
+    assert torch.equal(posterior_std(s, t, xt), torch.zeros(3, 1))
+
+
+def test_posterior_std_by_hand():
+    s = DiffusionSchedule.linear_variance(4, noise_scale=1.0, noise_min=0.1, noise_max=0.4, beta_first=None)
+    betas = s.betas.tolist()
+    _, abar = by_hand(betas)
+    std = posterior_std(s, torch.arange(4), torch.zeros(4, 1, dtype=torch.float64))[:, 0]
+    for k in range(1, 4):
+        assert std[k].item() == pytest.approx(math.sqrt(betas[k] * (1 - abar[k - 1]) / (1 - abar[k])))
+
+
+# ------------------------------------------------------------------------------------------- reverse
+
+def test_reverse_with_true_x0_on_noiseless_chain_ends_at_x0():
+    s = DiffusionSchedule.linear_variance(20)
+    x0 = torch.tensor([[0.0, 1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    seen = []
+
+    def denoise(x, t):
+        seen.append(int(t[0]))
+        return x0
+
+    x_T = math.sqrt(s.alpha_bars[-1].item()) * x0
+    out = reverse(s, denoise, x_T, start_step=20)
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-9)
+    assert seen == list(range(19, -1, -1))
+
+
+def test_reverse_start_step_rescales_then_ends_at_x0():
+    s = DiffusionSchedule.linear_variance(20, noise_scale=1.0, noise_min=0.05, noise_max=0.5)
+    abar = s.alpha_bars.tolist()
+    x_start = torch.tensor([[2.0, -1.0, 0.5]], dtype=torch.float64)
+    first = []
+
+    def record(x, t):
+        if not first:
+            first.append(x.clone())
+        return x_start
+
+    reverse(s, record, x_start, start_step=5)
+    torch.testing.assert_close(first[0], math.sqrt(abar[19] / abar[4]) * x_start)
+    # a start at T' on the noiseless chain of x0 (x^{T'} = sqrt(abar_{T'-1}) x0) still ends at x0
+    x0 = torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64)
+    out = reverse(s, lambda x, t: x0, math.sqrt(abar[4]) * x0, start_step=5)
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-9)
+
+
+def test_reverse_start_step_equal_T_does_not_rescale():
+    s = DiffusionSchedule.linear_variance(5)
+    x_start = torch.tensor([[3.0, 4.0]])
+    first = []
+    reverse(s, lambda x, t: first.append(x.clone()) or x, x_start, start_step=5)
+    torch.testing.assert_close(first[0], x_start)
+
+
+def test_reverse_noise_is_reproducible_with_generator():
+    s = DiffusionSchedule.linear_variance(10, noise_scale=1.0, noise_min=0.05, noise_max=0.5)
+    x = torch.rand(4, 6)
+    ident = lambda x, t: x  # noqa: E731  (f_theta = x_t: the sampling noise reaches the output)
+    a = reverse(s, ident, x, 4, noise=True, generator=torch.Generator().manual_seed(7))
+    b = reverse(s, ident, x, 4, noise=True, generator=torch.Generator().manual_seed(7))
+    c = reverse(s, ident, x, 4, noise=False)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("start", [0, -1, 21])
+def test_reverse_bad_start_step_raises(start):
+    s = DiffusionSchedule.linear_variance(20)
+    with pytest.raises(ConfigError):
+        reverse(s, lambda x, t: x, torch.zeros(1, 3), start_step=start)
+
+
+# ------------------------------------------------------------------------------------------- eq. (7)
+
+def test_diffusion_loss_mse():
+    pred = torch.tensor([[0.0, 0.5, 1.0, 0.2], [1.0, 1.0, 0.0, 0.0]])
+    x0 = torch.tensor([[0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0]])
+    # row 0: (.25 + 0 + .04)/4 = .0725 ; row 1: (1 + 0 + 1 + 0)/4 = .5 ; mean .28625
+    loss = diffusion_loss(pred, x0, torch.tensor([1, 2]), "mse")
+    assert loss.item() == pytest.approx(0.28625)
+
+
+def test_diffusion_loss_ce_ignores_column_0():
+    pred = torch.tensor([[100.0, 1.0, 2.0, 0.0], [-5.0, 0.5, 0.0, 3.0]])
+    targets = torch.tensor([2, 1])
+    loss = diffusion_loss(pred, torch.zeros_like(pred), targets, "ce")
+    expected = F.cross_entropy(pred[:, 1:], targets - 1)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    # by hand, row 0: -log(e^2 / (e^1 + e^2 + e^0))
+    row0 = -math.log(math.exp(2) / (math.exp(1) + math.exp(2) + 1.0))
+    row1 = -math.log(math.exp(0.5) / (math.exp(0.5) + 1.0 + math.exp(3)))
+    assert loss.item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    assert pred[0, 0].item() == 100.0  # the prediction is not modified in place
+
+
+def test_diffusion_loss_unknown_kind():
+    with pytest.raises(ValueError):
+        diffusion_loss(torch.zeros(1, 3), torch.zeros(1, 3), torch.tensor([1]), "l1")
+
+
+# ------------------------------------------------------------------------------------------- f_theta (eq. 6)
+
+def test_timestep_embedding_values():
+    from globaldiff.denoiser import timestep_embedding
+
+    emb = timestep_embedding(torch.tensor([0, 3]), 6)
+    assert emb.shape == (2, 6)
+    torch.testing.assert_close(emb[0], torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]))
+    freqs = [math.exp(-math.log(10000.0) * k / 3) for k in range(3)]
+    expected = [math.cos(3 * f) for f in freqs] + [math.sin(3 * f) for f in freqs]
+    torch.testing.assert_close(emb[1], torch.tensor(expected))
+    odd = timestep_embedding(torch.tensor([2]), 7)
+    assert odd.shape == (1, 7) and odd[0, 6].item() == 0.0
+
+
+def test_guidance_vector_and_denoiser_variants():
+    from globaldiff.denoiser import MLPDenoiser, guidance_vector
+
+    h_t, h_m = torch.ones(3, 4), 2 * torch.ones(3, 4)
+    assert torch.equal(guidance_vector(h_t, h_m, "full"), torch.cat([h_t, h_m], dim=1))
+    assert torch.equal(guidance_vector(h_t, h_m, "target"), h_t)
+    assert guidance_vector(h_t, h_m, "none") is None
+    with pytest.raises(ValueError):
+        guidance_vector(h_t, h_m, "mean")
+    torch.manual_seed(0)
+    x_t, t = torch.rand(3, 8), torch.tensor([0, 5, 19])
+    for guidance in ("full", "target", "none"):
+        net = MLPDenoiser(num_items=7, hidden_dim=4, guidance=guidance, hidden=16, time_dim=8).eval()
+        out = net(x_t, t, guidance_vector(h_t, h_m, guidance))
+        assert out.shape == (3, 8) and torch.isfinite(out).all()
+    with pytest.raises(ValueError):
+        MLPDenoiser(num_items=7, hidden_dim=4, guidance="mean")

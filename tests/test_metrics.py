@@ -1,0 +1,127 @@
+"""Full-ranking evaluation: exclusion masks, ranks, HR@K, NDCG@K and evaluate_all (hand-made cases)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from globaldiff.metrics import (evaluate_all, exclusion_mask, hit_rate, masked_ranks, ndcg, summarise,
+                                target_ranks)
+
+WINDOWS = torch.tensor([[0, 0, 2, 5], [1, 3, 3, 4]])
+
+
+def test_exclusion_mask_window():
+    m = exclusion_mask(6, WINDOWS, mode="window")
+    assert m.shape == (2, 7) and m.dtype == torch.bool
+    assert m.tolist() == [
+        [True, False, True, False, False, True, False],
+        [True, True, False, True, True, False, False],
+    ]
+
+
+def test_exclusion_mask_history_and_none():
+    histories = [np.array([6, 1, 2, 5]), np.array([], dtype=np.int64)]
+    m = exclusion_mask(6, WINDOWS, histories=histories, mode="history")
+    assert m.tolist() == [
+        [True, True, True, False, False, True, True],
+        [True, False, False, False, False, False, False],
+    ]
+    none = exclusion_mask(6, WINDOWS, mode="none")
+    assert none[:, 0].all() and not none[:, 1:].any()
+    with pytest.raises(ValueError):
+        exclusion_mask(6, WINDOWS, mode="history")  # histories missing
+    with pytest.raises(ValueError):
+        exclusion_mask(6, WINDOWS, mode="all")
+
+
+def test_target_ranks_counts_strictly_higher():
+    scores = torch.tensor([[9.0, 0.1, 0.7, 0.3, 0.7, 0.9],
+                           [0.0, 0.5, 0.5, 0.5, 0.5, 0.5]])
+    # row 0: target 3 (.3): higher are .7, .7, .9 and padding's 9 -> rank 5 ; target 2 (.7): 9 and .9 -> rank 3
+    # row 1: all items tie at .5; ties go by item id, so target 2 is behind item 1 -> rank 2
+    assert target_ranks(scores, torch.tensor([3, 2])).tolist() == [5, 2]
+    assert target_ranks(scores, torch.tensor([2, 4])).tolist() == [3, 4]  # tie with item 4 (higher id) does not count; row 1: items 1-3 tie below id 4
+
+
+def test_hr_and_ndcg_on_hand_made_ranks():
+    ranks = np.array([1, 2, 3, 10, 11, 20, 21])
+    assert hit_rate(ranks, 10).tolist() == [1, 1, 1, 1, 0, 0, 0]
+    expected = [1.0, 1 / math.log2(3), 0.5, 1 / math.log2(11), 0.0, 0.0, 0.0]
+    np.testing.assert_allclose(ndcg(ranks, 10), expected)
+    out = summarise(ranks, ks=(10, 20))
+    assert out["HR@10"] == pytest.approx(4 / 7)
+    assert out["HR@20"] == pytest.approx(6 / 7)
+    assert out["NDCG@10"] == pytest.approx(sum(expected) / 7)
+    assert out["NDCG@20"] == pytest.approx((sum(expected[:4]) + 1 / math.log2(12) + 1 / math.log2(21)) / 7)
+    assert set(out) == {"HR@10", "NDCG@10", "HR@20", "NDCG@20"}
+
+
+def test_excluded_target_ranks_beyond_k():
+    m_items = 30
+    scores = torch.linspace(1.0, 0.0, m_items + 1)[None, :].repeat(2, 1)  # item 1 best, then 2, ...
+    windows = torch.tensor([[0, 1, 2], [0, 7, 8]])
+    mask = exclusion_mask(m_items, windows, mode="window")
+    targets = torch.tensor([1, 3])
+    ranks = masked_ranks(scores, mask, targets)
+    # row 0: target 1 is in the window: excluded, so a rank beyond any K (never a hit)
+    # row 1: target 3: items 1, 2 higher (padding excluded) -> rank 3
+    assert ranks.tolist() == [np.iinfo(np.int64).max, 3]
+    assert hit_rate(ranks, 10).tolist() == [0.0, 1.0]
+    assert ndcg(ranks, 20)[0] == 0.0
+    # the padding column never counts, even with the highest raw score
+    scores[:, 0] = 100.0
+    assert masked_ranks(scores, mask, targets).tolist() == [np.iinfo(np.int64).max, 3]
+
+
+def _evalset(n=40, m=25, length=5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, m + 1, generator=gen)
+    x0_hat = torch.rand(n, m + 1, generator=gen)
+    windows = torch.randint(1, m + 1, (n, length), generator=gen)
+    windows[:3, :2] = 0
+    targets = torch.randint(1, m + 1, (n,), generator=gen)
+    return logits, x0_hat, SimpleNamespace(windows=windows, targets=targets, histories=None)
+
+
+def test_evaluate_all_structure_and_gamma_one_equals_backbone():
+    logits, x0_hat, evalset = _evalset()
+    out = evaluate_all(logits, x0_hat, evalset, gamma=1.0, norm="l1", exclude="window")
+    assert set(out) == {"backbone", "diffusion", "fusion"}
+    for part in out.values():
+        assert set(part) == {"HR@10", "NDCG@10", "HR@20", "NDCG@20"}
+        assert all(0.0 <= v <= 1.0 for v in part.values())
+    assert out["fusion"] == out["backbone"]
+    # the backbone part is exactly the masked ranks of the logits
+    mask = exclusion_mask(logits.shape[1] - 1, evalset.windows, mode="window")
+    assert out["backbone"] == summarise(masked_ranks(logits, mask, evalset.targets))
+    # gamma = 0 with l1 normalisation ranks like the diffusion model (x0_hat >= 0 here)
+    out0 = evaluate_all(logits, x0_hat, evalset, gamma=0.0, norm="l1", exclude="window")
+    assert out0["fusion"] == out0["diffusion"]
+
+
+def test_evaluate_all_none_exclusion():
+    logits, x0_hat, evalset = _evalset(seed=1)
+    out = evaluate_all(logits, x0_hat, evalset, gamma=0.5, norm="softmax", exclude="none")
+    mask = exclusion_mask(logits.shape[1] - 1, evalset.windows, mode="none")
+    assert out["diffusion"] == summarise(masked_ranks(x0_hat, mask, evalset.targets))
+
+
+def test_evaluate_all_history_exclusion():
+    logits, x0_hat, evalset = _evalset(seed=2)
+    histories = [np.unique(w[w > 0].numpy()) for w in evalset.windows]
+    evalset = SimpleNamespace(windows=evalset.windows, targets=evalset.targets, histories=histories)
+    out = evaluate_all(logits, x0_hat, evalset, gamma=0.5, norm="l1", exclude="history")
+    mask = exclusion_mask(logits.shape[1] - 1, evalset.windows, histories=histories, mode="history")
+    assert out["backbone"] == summarise(masked_ranks(logits, mask, evalset.targets))
+
+
+def test_excluded_target_is_never_a_hit_even_with_few_items():
+    scores = torch.tensor([[0.0, 0.9, 0.8, 0.7, 0.6, 0.5]])   # M = 5 < K = 10
+    mask = exclusion_mask(5, torch.tensor([[0, 3, 4]]), mode="window")
+    ranks = masked_ranks(scores, mask, torch.tensor([3]))     # target 3 is in the input window
+    assert hit_rate(ranks, 10).tolist() == [0.0]
