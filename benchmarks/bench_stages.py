@@ -1,0 +1,75 @@
+"""Print wall time and peak memory of each step of one run on a processed dataset (default: ML-1M).
+
+Usage: python benchmarks/bench_stages.py [--dataset ml-1m] [--backbone sasrec] [--threads N]
+Needs `dvc repro preprocess` first. Prints figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import time
+
+import torch
+
+from globaldiff import paths
+from globaldiff.data.sequences import read_split
+from globaldiff.experiment import (inference_from_params, new_backbone, new_denoiser, schedule_from_params,
+                                   similarity_from_params)
+from globaldiff.params import load_params
+from globaldiff.train import (BackboneTraining, DiffusionTraining, backbone_outputs, diffusion_predict,
+                              evaluation_sets, last_windows, seed_everything, sliding_windows, train_backbone,
+                              train_diffusion)
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(label: str, fn):
+    start = time.perf_counter()
+    out = fn()
+    print(f"{label:<42} {time.perf_counter() - start:8.2f} s   peak RSS {peak_mib():8.0f} MiB", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--backbone", default="sasrec")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}")
+    params = load_params()
+    split = read_split(paths.processed(args.dataset), "loo")
+    device = torch.device("cpu")
+    generator = seed_everything(0)
+    similarity = timed("similarity (exact cosine)", lambda: similarity_from_params(params, split))
+    backbone = new_backbone(params, args.backbone, split.num_items)
+    train_cfg = params["backbones"][args.backbone]["train"]
+    windows = sliding_windows(split.train, params["max_len"] + 1, train_cfg["stride"])
+    val, test = evaluation_sets(split.train, split.val, split.test, params["max_len"])
+    one_epoch = BackboneTraining(epochs=1, batch_size=train_cfg["batch_size"], lr=train_cfg["lr"])
+    timed(f"backbone: 1 epoch ({len(windows)} windows) + val", lambda: train_backbone(
+        backbone, windows, val, one_epoch, device, generator))
+    inf = inference_from_params(params)
+    denoiser = new_denoiser(params, backbone)
+    schedule = schedule_from_params(params)
+    d = params["diffusion"]
+    cfg = DiffusionTraining(epochs=1, batch_size=d["batch_size"], lr=d["lr"], loss=d["loss"],
+                            zeta=d["zeta"], delta=d["delta"], rule=d["rule"])
+    user_windows = last_windows(split.train, params["max_len"])
+    # train_diffusion always validates after its last epoch: this line is one epoch plus one validation pass
+    # (the reverse chain for every user, timed alone below).
+    timed(f"diffusion: 1 epoch ({len(user_windows)} samples) + val", lambda: train_diffusion(
+        backbone, denoiser, schedule, similarity, user_windows, val, cfg, inf, device, generator))
+    logits, h, mean = timed("backbone: full ranking, all users", lambda: backbone_outputs(
+        backbone, test.windows, inf.batch_size, device))
+    timed(f"diffusion: reverse chain T={params['T']}, all users", lambda: diffusion_predict(
+        denoiser, schedule, logits, h, mean, inf, device))
+
+
+if __name__ == "__main__":
+    main()
