@@ -10,23 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from globaldiff import ConfigError
 from globaldiff.data.download import clear, dataset_config, download_dataset, record_checksum, resolve_source
 from globaldiff.io import atomic_path
+from globaldiff.params import read_params
 
 CHECKSUMS = Path("data/checksums.json")
-
-
-def read_params(path: Path = Path("params.yaml")) -> dict:
-    """params.yaml as a dict; a missing or invalid file is a ConfigError."""
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (run from the repo root)") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,22 +12,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
-
 from globaldiff import ConfigError
 from globaldiff.data.loaders import load
 from globaldiff.data.preprocess import build, read_filters, write_processed
 from globaldiff.io import atomic_path
-
-
-def read_params(path: Path = Path("params.yaml")) -> dict:
-    """params.yaml as a dict; a missing or invalid file is a ConfigError."""
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (run from the repo root)") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+from globaldiff.params import read_params
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,12 +84,17 @@ def validate(params: dict) -> dict:
     return params
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+def read_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml as a dict, unvalidated; a missing or invalid file is a ConfigError."""
     path = Path(path)
     try:
-        params = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(f"{path}: file not found (run from the repo root)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return validate(params)
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml, validated."""
+    return validate(read_params(path))
