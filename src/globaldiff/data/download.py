@@ -295,6 +295,26 @@ def _copy_member(archive: Path, src, target: Path, declared: int) -> int:
     return written
 
 
+def _extract_members(archive: Path, dest_dir: Path, members: list, refused_kind: str,
+                     soft_limit: int, max_ratio: float, hard_limit: int) -> list[Path]:
+    """Check every (name, is_dir, is_refused, size, opener) member first, then write the files."""
+    for name, _, refused, _, _ in members:
+        _safe_member(archive, name)
+        if refused:
+            raise DownloadError(f"{archive.name}: member {name!r} is {refused_kind}; refused")
+    _check_bomb(archive, sum(m[3] for m in members), soft_limit, max_ratio, hard_limit)
+    written = []
+    for name, is_dir, _, size, opener in members:
+        target = dest_dir / _safe_member(archive, name)
+        if is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        with opener() as src:
+            _copy_member(archive, src, target, size)
+        written.append(target)
+    return written
+
+
 def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, kind: str, *, soft_limit: int = SOFT_LIMIT,
             max_ratio: float = MAX_RATIO, hard_limit: int = HARD_LIMIT) -> list[Path]:
     """Extract a 'zip' or 'tar' archive into `dest_dir` after checking every member; return the files written."""
@@ -304,36 +324,16 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, kind: str, 
     try:
         if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
-                infos = zf.infolist()
-                for info in infos:
-                    _safe_member(archive, info.filename)
-                    if stat.S_ISLNK(info.external_attr >> 16):
-                        raise DownloadError(f"{archive.name}: member {info.filename!r} is a symlink; refused")
-                _check_bomb(archive, sum(i.file_size for i in infos), soft_limit, max_ratio, hard_limit)
-                for info in infos:
-                    target = dest_dir / _safe_member(archive, info.filename)
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    with zf.open(info) as src:
-                        _copy_member(archive, src, target, info.file_size)
-                    written.append(target)
+                members = [(i.filename, i.is_dir(), stat.S_ISLNK(i.external_attr >> 16), i.file_size,
+                            lambda i=i: zf.open(i)) for i in zf.infolist()]
+                written = _extract_members(archive, dest_dir, members, "a symlink", soft_limit, max_ratio, hard_limit)
         elif kind == "tar":
             with tarfile.open(archive, "r:*") as tf:
-                members = tf.getmembers()  # reads the whole archive: truncation shows up here
-                for m in members:
-                    _safe_member(archive, m.name)
-                    if not (m.isfile() or m.isdir()):
-                        raise DownloadError(f"{archive.name}: member {m.name!r} is a link or special file; refused")
-                _check_bomb(archive, sum(m.size for m in members), soft_limit, max_ratio, hard_limit)
-                for m in members:
-                    target = dest_dir / _safe_member(archive, m.name)
-                    if m.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    with tf.extractfile(m) as src:
-                        _copy_member(archive, src, target, m.size)
-                    written.append(target)
+                # getmembers() reads the whole archive: truncation shows up here
+                members = [(m.name, m.isdir(), not (m.isfile() or m.isdir()), m.size,
+                            lambda m=m: tf.extractfile(m)) for m in tf.getmembers()]
+                written = _extract_members(archive, dest_dir, members, "a link or special file",
+                                           soft_limit, max_ratio, hard_limit)
         else:
             raise ValueError(f"unknown archive kind {kind!r}")
     except DownloadError:
