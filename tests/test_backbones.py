@@ -101,7 +101,8 @@ def test_predict_noncausal_reads_mask_slot():
 def test_build_backbone():
     model = build_backbone("sasrec", M, L, dict(hidden=8, blocks=1, heads=1, dropout=0.0, loss="bce"))
     assert isinstance(model, SASRec) and model.causal
-    assert model.config() == {"class": "SASRec", "num_items": M, "max_len": L, "hidden": 8, "loss": "bce"}
+    assert model.config() == {"class": "SASRec", "num_items": M, "max_len": L, "hidden": 8, "loss": "bce",
+                              "readout": "last"}
     with pytest.raises(ConfigError) as err:
         build_backbone("gru4rec", M, L, {})
     for name in REGISTRY:
@@ -112,6 +113,24 @@ def test_build_backbone():
 def test_sasrec_bad_loss():
     with pytest.raises(ValueError):
         SASRec(M, L, hidden=8, loss="bpr")
+    with pytest.raises(ValueError):
+        SASRec(M, L, hidden=8, readout="first")
+
+
+def test_sasrec_mask_readout_reads_an_appended_mask_slot():
+    """The authors' evaluation: last L-1 items, then [MASK]; the state at that slot (index L-1) predicts."""
+    model = SASRec(M, L, hidden=8, dropout=0.0, readout="mask").eval()
+    windows = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
+    assert model.next_item_input(windows).tolist() == [[1, 2, 3, 4, M + 1], [6, 7, 8, 9, M + 1]]
+    seqs, target = model.masked_input(windows, torch.tensor([3, 1]))
+    assert seqs.tolist() == [[0, 0, 1, 2, M + 1], [0, 0, 0, 5, M + 1]]
+    assert target.tolist() == [L - 1, L - 1]
+    scores, h_t, _ = model.predict(windows)
+    assert torch.allclose(h_t, model.encode(model.next_item_input(windows))[:, L - 1])
+    last = SASRec(M, L, hidden=8, dropout=0.0, readout="last").eval()
+    last.load_state_dict(model.state_dict())
+    assert torch.allclose(last.predict(windows)[1], model.encode(windows)[:, L - 1])
+    assert not torch.allclose(last.predict(windows)[0], scores)
 
 
 # ------------------------------------------------------------------------------------------- SASRec

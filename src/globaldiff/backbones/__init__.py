@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from .. import ConfigError
 from .base import Backbone
+from .bert4rec import BERT4Rec
 from .sasrec import SASRec
 
 REGISTRY: dict[str, type[Backbone]] = {
     "sasrec": SASRec,
+    "bert4rec": BERT4Rec,
 }
 
 

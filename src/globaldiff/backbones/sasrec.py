@@ -3,6 +3,10 @@
 Scores are dot products with the (tied) item embeddings. `loss: bce` is the original paper's objective
 (one sampled negative per position, as in the checkpoint the GlobalDiff authors used); `loss: ce` is full
 softmax cross-entropy over all items.
+
+`readout: mask` reproduces the GlobalDiff authors' evaluation: the window's last L-1 items are followed by a
+[MASK] slot whose embedding is never trained, and the state read there predicts the next item (and, in
+diffusion training, the hidden item). `readout: last` (SASRec paper) reads the state of the last real item.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Backbone
+from .base import Backbone, right_align
 from .layers import TransformerEncoder
 
 
@@ -18,11 +22,13 @@ class SASRec(Backbone):
     causal = True
 
     def __init__(self, num_items: int, max_len: int, hidden: int = 64, blocks: int = 2, heads: int = 1,
-                 dropout: float = 0.2, loss: str = "ce"):
+                 dropout: float = 0.2, loss: str = "ce", readout: str = "last"):
         super().__init__(num_items, max_len, hidden)
         if loss not in ("ce", "bce"):
             raise ValueError(f"SASRec loss {loss!r}: expected 'ce' or 'bce'")
-        self.loss = loss
+        if readout not in ("last", "mask"):
+            raise ValueError(f"SASRec readout {readout!r}: expected 'last' or 'mask'")
+        self.loss, self.readout = loss, readout
         self.encoder = TransformerEncoder(num_items, max_len, hidden, blocks, heads, hidden, dropout, causal=True)
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
@@ -30,6 +36,18 @@ class SASRec(Backbone):
 
     def item_scores(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.encoder.items.weight[: self.num_items + 1].T
+
+    def next_item_input(self, windows: torch.Tensor) -> torch.Tensor:
+        if self.readout == "last":
+            return windows
+        return torch.cat([windows[:, 1:], torch.full_like(windows[:, :1], self.mask_id)], dim=1)
+
+    def masked_input(self, windows: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.readout == "last":
+            return super().masked_input(windows, pos)
+        seqs = windows.clone()
+        seqs[torch.arange(len(seqs), device=seqs.device), pos] = self.mask_id
+        return right_align(seqs, pos + 1), torch.full_like(pos, windows.shape[1] - 1)
 
     def training_loss(self, windows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         inputs, targets = windows[:, :-1], windows[:, 1:]
@@ -49,4 +67,4 @@ class SASRec(Backbone):
             F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
 
     def config(self) -> dict:
-        return {**super().config(), "loss": self.loss}
+        return {**super().config(), "loss": self.loss, "readout": self.readout}
