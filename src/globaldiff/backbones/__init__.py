@@ -5,11 +5,15 @@ from __future__ import annotations
 from .. import ConfigError
 from .base import Backbone
 from .bert4rec import BERT4Rec
+from .cbit import CBiT
 from .sasrec import SASRec
+from .srgnn import SRGNN
 
 REGISTRY: dict[str, type[Backbone]] = {
     "sasrec": SASRec,
     "bert4rec": BERT4Rec,
+    "cbit": CBiT,
+    "srgnn": SRGNN,
 }
 
 
