@@ -1,12 +1,14 @@
-"""Stage evaluate: Borda fusion at `gamma` (eq. 8) and full-ranking HR/NDCG from the cached score matrices.
+"""Stage evaluate: Borda fusion at `gamma` (eq. 8) and full-ranking HR/NDCG from the cached score matrices,
+for the diffusion model and for each control (controls.py) in its place.
 No training happens here, so `dvc exp run -S gamma=0.3` re-runs only this stage and the summary."""
 
 from globaldiff import paths
 from globaldiff.cli import run_stage, stage_args
 from globaldiff.data.sequences import read_split
-from globaldiff.experiment import evaluate_run
-from globaldiff.io import load_npy, write_json
+from globaldiff.evaluation import evaluate_run
+from globaldiff.io import load_npy, load_torch, save_npy, write_json
 from globaldiff.params import load_params
+from globaldiff.similarity import ItemSimilarity
 
 
 def main() -> None:
@@ -15,7 +17,10 @@ def main() -> None:
     split = read_split(paths.processed(args.dataset), "loo")
     folder = paths.scores_dir(args.dataset, args.backbone, args.seed)
     scores = {f"{part}_{kind}": load_npy(folder / f"{part}_{kind}.npy") for part in ("val", "test") for kind in ("logits", "x0")}
-    metrics = evaluate_run(params, split, scores)
+    similarity = ItemSimilarity.from_state_dict(load_torch(paths.similarity(args.dataset)))
+    metrics, ranks = evaluate_run(params, split, scores, similarity, args.seed)
+    for model, values in ranks.items():
+        save_npy(paths.ranks_dir(args.dataset, args.backbone, args.seed) / f"{model}.npy", values)
     write_json(paths.metrics_file(args.dataset, args.backbone, args.seed),
                {"dataset": args.dataset, "backbone": args.backbone, "seed": args.seed, "gamma": params["gamma"],
                 "exclude": params["eval"]["exclude"], **metrics})

@@ -23,3 +23,8 @@ def scores_dir(dataset: str, backbone: str, seed: int) -> Path:
 
 def metrics_file(dataset: str, backbone: str, seed: int) -> Path:
     return Path("reports/metrics") / dataset / backbone / f"seed{seed}.json"
+
+
+def ranks_dir(dataset: str, backbone: str, seed: int) -> Path:
+    """Per-user test ranks of one run (backbone.npy, diffusion.npy, fusion.npy): the paired tests' input."""
+    return Path("ranks") / dataset / backbone / f"seed{seed}"

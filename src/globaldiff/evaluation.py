@@ -1,0 +1,53 @@
+"""The evaluate stage's computation: eq. (8) fusion at `gamma` on cached score matrices, then per-user
+ranks and the leave-one-out metrics of backbone, diffusion and fusion (no training, no model), and of
+the backbone fused with each control of controls.py in place of the diffusion model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import ConfigError
+from .data.sequences import Split
+from .controls import control_scores
+from .ensemble import fused_scores
+from .metrics import exclusion_mask, masked_ranks, summarise
+from .similarity import ItemSimilarity
+from .train import EvalSet, evaluation_sets
+
+MODELS = ("backbone", "diffusion", "fusion")
+
+
+def user_ranks(logits: torch.Tensor, x0_hat: torch.Tensor, evalset: EvalSet, gamma: float, norm: str,
+               exclude: str, controls: dict[str, torch.Tensor] | None = None) -> dict[str, np.ndarray]:
+    """Each user's 1-based rank of the held-out item under the backbone, the diffusion model and their
+    fusion (an excluded target gets int64 max: never a hit); `controls` {name: scores} add 'fusion_<name>'."""
+    mask = exclusion_mask(logits.shape[1] - 1, evalset.windows, evalset.histories, mode=exclude)
+    fusion = fused_scores(logits, x0_hat, mask, gamma, norm)
+    ranks = {name: masked_ranks(scores, mask, evalset.targets)
+             for name, scores in zip(MODELS, (logits, x0_hat, fusion))}
+    for name, second in (controls or {}).items():
+        ranks[f"fusion_{name}"] = masked_ranks(fused_scores(logits, second, mask, gamma, norm), mask, evalset.targets)
+    return ranks
+
+
+def evaluate_run(params: dict, split: Split, scores: dict[str, np.ndarray], similarity: ItemSimilarity,
+                 seed: int) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
+    """(metrics {val|test: {model: {metric: value}}}, test ranks {model: [users]}) at the params' gamma,
+    for backbone, diffusion, fusion and the fusion with each control in params `controls`."""
+    val, test = evaluation_sets(split.train, split.val, split.test, params["max_len"])
+    metrics, test_ranks = {}, {}
+    for part, evalset in (("val", val), ("test", test)):
+        logits = torch.from_numpy(scores[f"{part}_logits"])
+        x0_hat = torch.from_numpy(scores[f"{part}_x0"])
+        if logits.shape != (len(evalset.targets), split.num_items + 1) or x0_hat.shape != logits.shape:
+            raise ConfigError(f"score matrices of shape {tuple(logits.shape)} / {tuple(x0_hat.shape)} do not fit "
+                              f"{len(evalset.targets)} users x {split.num_items + 1} item ids: re-run train_diffusion")
+        controls = {name: control_scores(name, logits, similarity, split.train, seed)
+                    for name in params.get("controls") or []}
+        ranks = user_ranks(logits, x0_hat, evalset, params["gamma"], params["ensemble"]["norm"],
+                           params["eval"]["exclude"], controls)
+        metrics[part] = {name: summarise(r) for name, r in ranks.items()}
+        if part == "test":
+            test_ranks = ranks
+    return metrics, test_ranks
