@@ -9,11 +9,16 @@ os.environ["DVC_NO_ANALYTICS"] = "1"  # before anything imports dvc: tests never
 import importlib.util
 import io
 import http.server
+import re
+import shutil
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -164,3 +169,59 @@ def leftovers(folder: Path) -> list[str]:
 def entry(loader: str, url: str, sha256: str | None = None, **extra) -> dict:
     """A params.yaml dataset entry with one source, named `web`."""
     return {"loader": loader, "source": "web", "sources": {"web": {"url": url, "sha256": sha256}}, **extra}
+
+
+# --- the tiny study: the real dvc.yaml on synthetic data in a temporary git repo ---------------------------
+
+def tiny_params() -> dict:
+    """The committed params.yaml shrunk to one dataset (custom), one backbone, one seed, a few epochs."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["study"] = {"datasets": ["custom"], "backbones": ["sasrec"], "seeds": [0]}
+    custom = params["datasets"]["custom"]
+    custom["sources"][custom["source"]] = {"url": "file:data/custom/interactions.csv", "sha256": None}
+    custom.update({"min_rating": 1, "min_uc": 6, "min_sc": 1})
+    params["T"] = 5
+    params["backbones"]["sasrec"]["model"].update({"hidden": 8})
+    params["backbones"]["sasrec"]["train"].update({"epochs": 2, "patience": 1, "batch_size": 32})
+    params["diffusion"].update({"epochs": 2, "eval_every": 1, "batch_size": 16})
+    params["denoiser"].update({"hidden": 16, "time_dim": 8})
+    return params
+
+
+def write_interactions(path: Path, users: int = 40, items: int = 30, per_user: int = 12) -> None:
+    """A synthetic custom-loader CSV: `users` users with `per_user` distinct items each, random ratings."""
+    rng = np.random.default_rng(0)
+    rows = ["user_id,item_id,rating,timestamp"]
+    for user in range(users):
+        for step, item in enumerate(rng.choice(items, size=per_user, replace=False)):
+            rows.append(f"{user},{item + 100},{rng.integers(1, 6)},{1000 * user + step}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n")
+
+
+def run_cmd(args: list[str], cwd: Path, env: dict | None = None) -> str:
+    """Run a command (the venv's bin first on PATH, `env` on top of ours); assert success; stdout+stderr."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           **(env or {})}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def make_tiny_repo(repo: Path, params: dict | None = None) -> Path:
+    """A git+dvc repo in `repo` with this repo's pipeline/, src/, data/paper, dvc.yaml, the tiny params and data."""
+    for folder in ("pipeline", "src", "data/paper"):
+        shutil.copytree(REPO / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
+    write_interactions(repo / "data/custom/interactions.csv")
+    run_cmd(["git", "init", "-q"], repo)
+    run_cmd(["git", "config", "user.email", "test@example.invalid"], repo)
+    run_cmd(["git", "config", "user.name", "test"], repo)
+    run_cmd([sys.executable, "-m", "dvc", "init", "-q"], repo)
+    return repo

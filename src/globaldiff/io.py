@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,21 +16,58 @@ import numpy as np
 from . import ConfigError
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (a process we may not signal exists too)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def clear_stale_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders that a killed writer of `final` left beside it; return them.
+
+    SIGKILL (or a power cut) skips every `finally`, so `atomic_path` names its folder after the writing
+    process (`.<name>.pid<PID>.<random>.tmp`) and the next writer of the same path removes the folders
+    whose process is gone. Folders of live processes are left alone.
+    """
+    final = Path(final)
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.pid([0-9]+)\.[^.]+\.tmp")
+    removed = []
+    if final.parent.is_dir():
+        for path in final.parent.iterdir():
+            m = pattern.fullmatch(path.name)
+            if m and not _alive(int(m.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it to `final` only if the block succeeds.
 
-    Works for files and for directories (the caller creates whichever it needs at the yielded path).
+    Works for files and for directories (the caller creates whichever it needs at the yielded path). An
+    interrupted block (an exception, Ctrl-C) leaves `final` as it was and removes the temporary; a killed
+    process cannot clean up, and its temporary is removed by the next write of `final`.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    clear_stale_temporaries(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=".tmp", dir=final.parent))
     target = tmp / final.name
     try:
         yield target
+        # A file replaces a file in one step (os.replace), so `final` is never missing on the way; a folder
+        # cannot replace a folder (or a file) that way and the old one is removed first.
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
-        elif final.exists() or final.is_symlink():
+        elif target.is_dir() and (final.exists() or final.is_symlink()):
             final.unlink()
         os.replace(target, final)
     finally:
@@ -58,7 +96,13 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
+    """A .npy array; object arrays are refused (they would need unpickling), a damaged file is a ConfigError."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise ConfigError(f"{path}: not a readable numeric .npy array ({e}); re-run the stage that writes it") from None
 
 
 def save_torch(path: str | os.PathLike, obj: dict) -> None:
@@ -73,6 +117,13 @@ def load_torch(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     import torch
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # truncated/corrupt archive, or objects that weights_only refuses to rebuild
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path}: not a readable checkpoint of tensors and plain values ({first}); "
+                          "re-run the stage that writes it") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: expected a checkpoint dict, got {type(obj).__name__}; re-run the stage that writes it")
+    return obj

@@ -1,32 +1,354 @@
-"""params.yaml: loading and validation, run before any training starts.
+"""params.yaml: loading and validation against one schema, run at the start of every stage.
 
-Every check names the key and what was expected, so a typo (`gama`) or a bad value fails in a second,
-not after an hour of training.
+Every check names the full key path and what was expected, so a typo (`gama`, `diffusion.zeta_typo`,
+`backbones.sasrec.model.hiden`) or a bad value fails in a second, not after an hour of training.
+
+The schema is `SCHEMA` below (fixed sections), plus two families of entries whose keys depend on their name:
+- `datasets.<name>`: the keys every loader shares (`DATASET_KEYS`) plus its own (`LOADER_KEYS[loader]`);
+- `backbones.<name>`: `model` options are the backbone class's constructor arguments (its signature, minus
+  num_items/max_len; a `**kwargs` that forwards to the parent class adds the parent's arguments), and `train`
+  options are the fixed set `TRAIN_KEYS`.
+
+`load_params` (the model stages) checks everything and requires every key the code reads. `read_params` (the
+data stages, which must not import torch or the backbones) checks the same schema on the keys present, except
+the backbone model options, which need the backbone registry.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from . import ConfigError
 
-TOP_LEVEL = {"gamma", "T", "study", "datasets", "max_len", "similarity", "backbones", "diffusion",
-             "denoiser", "inference", "ensemble", "eval"}
+METRICS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20")
 
 CHOICES = {
     "similarity.method": ("cosine", "kmeans"),
     "diffusion.loss": ("mse", "ce"),
     "diffusion.rule": ("paper", "code"),
-    "diffusion.select_metric": ("HR@10", "HR@20", "NDCG@10", "NDCG@20"),
+    "diffusion.select_metric": METRICS,
     "denoiser.guidance": ("full", "target", "none"),
     "inference.input": ("softmax", "logits"),
     "inference.scale": ("max", "none"),
     "ensemble.norm": ("softmax", "l1", "l2"),
     "eval.exclude": ("window", "history", "none"),
 }
+
+Check = Callable[[str, Any], None]  # (dotted key, value) -> None, or ConfigError
+
+
+# --- leaf checks ----------------------------------------------------------------------------------------
+
+def _fail(key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"params.yaml: {key} = {value!r}: expected {expected}")
+
+
+def number(low: float | None = None, high: float | None = None, *, integer: bool = False,
+           above: float | None = None) -> Check:
+    """A number (an integer with `integer`) in [low, high], and > `above` when given; never a bool."""
+    def check(key: str, value: Any) -> None:
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise _fail(key, value, "an integer" if integer else "a number")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+            raise _fail(key, value, f"a value in {bounds}")
+        if above is not None and not value > above:
+            raise _fail(key, value, f"a value above {above}")
+    return check
+
+
+def choice(allowed: tuple) -> Check:
+    def check(key: str, value: Any) -> None:
+        if isinstance(value, bool) or value not in allowed:
+            raise _fail(key, value, f"one of {list(allowed)}")
+    return check
+
+
+def optional(inner: Check) -> Check:
+    """`inner`, or null."""
+    def check(key: str, value: Any) -> None:
+        if value is not None:
+            inner(key, value)
+    return check
+
+
+def boolean(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _fail(key, value, "true or false")
+
+
+def text(key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise _fail(key, value, "a non-empty string")
+
+
+def list_of(inner: Check, nonempty: bool = True) -> Check:
+    def check(key: str, value: Any) -> None:
+        if not isinstance(value, list) or (nonempty and not value):
+            raise _fail(key, value, "a non-empty list" if nonempty else "a list")
+        for i, item in enumerate(value):
+            inner(f"{key}[{i}]", item)
+        if len({repr(v) for v in value}) != len(value):
+            raise _fail(key, value, "a list without repeats")
+    return check
+
+
+def _sha256(key: str, value: Any) -> None:
+    if value is not None and not (isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value.strip())):
+        raise _fail(key, value, "64 hex digits or null")
+
+
+# --- the schema ---------------------------------------------------------------------------------------------
+# A dict is a mapping whose keys must all be known; a function checks a leaf value. Keys in OPTIONAL may be
+# left out (the code has a default for them); every other key is required by `load_params`.
+
+SCHEMA: dict[str, Any] = {
+    "gamma": number(0.0, 1.0),
+    "T": number(1, integer=True),
+    "max_len": number(2, integer=True),
+    "study": {
+        "datasets": list_of(text),
+        "backbones": list_of(text),
+        "seeds": list_of(number(0, integer=True)),
+    },
+    "datasets": None,    # DATASET_KEYS / LOADER_KEYS, checked by _check_datasets
+    "backbones": None,   # constructor signatures / TRAIN_KEYS, checked by _check_backbones
+    "similarity": {
+        "method": choice(CHOICES["similarity.method"]),
+        "clusters": number(1, integer=True),
+        "last": optional(number(1, integer=True)),
+        "seed": number(integer=True),
+    },
+    "diffusion": {
+        "noise_scale": number(0.0),
+        "noise_min": number(0.0),
+        "noise_max": number(0.0),
+        "beta_first": number(0.0),
+        "loss": choice(CHOICES["diffusion.loss"]),
+        "rule": choice(CHOICES["diffusion.rule"]),
+        "zeta": number(0.0),
+        "delta": number(0.0),
+        "epochs": number(1, integer=True),
+        "batch_size": number(1, integer=True),
+        "lr": number(above=0.0),
+        "weight_decay": number(0.0),
+        "eval_every": number(1, integer=True),
+        "select_metric": choice(METRICS),
+        "select_gamma": number(0.0, 1.0),
+    },
+    "denoiser": {
+        "guidance": choice(CHOICES["denoiser.guidance"]),
+        "hidden": number(1, integer=True),
+        "time_dim": number(1, integer=True),
+        "dropout": number(0.0, 1.0),
+    },
+    "inference": {
+        "input": choice(CHOICES["inference.input"]),
+        "scale": choice(CHOICES["inference.scale"]),
+        "start_step": optional(number(1, integer=True)),   # <= T: checked in validate
+        "noise": boolean,
+        "batch_size": number(1, integer=True),
+    },
+    "ensemble": {"norm": choice(CHOICES["ensemble.norm"])},
+    "eval": {"exclude": choice(CHOICES["eval.exclude"])},
+    "controls": optional(list_of(text, nonempty=False)),  # evaluate's controls: names checked in validate
+}
+TOP_LEVEL = set(SCHEMA)
+OPTIONAL = {"diffusion.weight_decay", "inference.batch_size", "inference.start_step", "inference.noise", "controls"}
+
+# datasets.<name>: the keys of every entry, then each loader's own (the loaders in data/loaders.py read them).
+DATASET_KEYS: dict[str, Any] = {
+    "loader": None,   # one of LOADER_KEYS: checked first, it decides the other keys
+    "source": text,
+    "sources": None,  # name -> {url, sha256}: checked by _check_sources
+    "min_rating": number(),
+    "min_uc": number(1, integer=True),
+    "min_sc": number(1, integer=True),
+    "iterate": boolean,
+    "splits": list_of(choice(("loo", "longterm"))),
+}
+LOADER_KEYS: dict[str, dict[str, Any]] = {
+    "ml-1m": {},
+    "ml-100k": {},
+    "beauty": {},
+    "kuairec": {"positive": {"column": text, "min": number()}},
+    "custom": {
+        "file": optional(text),
+        "sep": text,
+        "header": boolean,
+        "columns": {"user": None, "item": None, "rating": None, "timestamp": None},  # names or positions
+    },
+}
+SOURCE_KEYS = {"url": text, "sha256": _sha256}
+
+# backbones.<name>.train: what the training loop reads (train.BackboneTraining and the window stride).
+TRAIN_KEYS: dict[str, Check] = {
+    "epochs": number(1, integer=True),
+    "patience": number(1, integer=True),
+    "batch_size": number(1, integer=True),
+    "lr": number(above=0.0),
+    "stride": number(1, integer=True),
+    "weight_decay": number(0.0),
+    "select_metric": choice(METRICS),
+}
+TRAIN_REQUIRED = {"stride"}  # the others have defaults in train.BackboneTraining
+
+
+# --- walking the schema --------------------------------------------------------------------------------
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _mapping(key: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"params.yaml: {key or 'top level'}: expected a mapping, got {type(value).__name__} "
+                          f"{value!r}")
+    return value
+
+
+def _unknown(path: str, node: dict, known, what: str = "") -> None:
+    """ConfigError naming the first key of `node` that is not in `known`, with its full dotted path."""
+    known = [str(k) for k in known]
+    for key in node:
+        if str(key) not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            notes = [n for n in (what, f"did you mean '{close[0]}'?" if close else "") if n]
+            note = f" ({'; '.join(notes)})" if notes else ""
+            raise ConfigError(f"params.yaml: unknown key '{_join(path, key)}'{note}: expected one of {sorted(known)}")
+
+
+def _walk(path: str, node: Any, schema: dict, required: bool, optional_keys=frozenset()) -> None:
+    """Check `node` against `schema`: unknown keys anywhere, then each present value (and, with `required`,
+    that every non-optional key is there)."""
+    node = _mapping(path, node)
+    _unknown(path, node, schema)
+    for key, spec in schema.items():
+        dotted = _join(path, key)
+        if key not in node:
+            if required and dotted not in optional_keys and key not in optional_keys:
+                raise ConfigError(f"params.yaml: missing key '{dotted}'")
+            continue
+        value = node[key]
+        if isinstance(spec, dict):
+            _walk(dotted, value, spec, required, optional_keys)
+        elif spec is not None:
+            spec(dotted, value)
+
+
+def _check_sources(path: str, value: Any) -> None:
+    sources = _mapping(path, value)
+    for name, entry in sources.items():
+        _walk(_join(path, name), entry, SOURCE_KEYS, required=False)
+        if "url" not in entry:
+            raise ConfigError(f"params.yaml: missing key '{_join(_join(path, name), 'url')}'")
+
+
+def _check_datasets(value: Any) -> None:
+    datasets = _mapping("datasets", value)
+    for name, entry in datasets.items():
+        path = _join("datasets", name)
+        entry = _mapping(path, entry)
+        loader = entry.get("loader")
+        if loader not in LOADER_KEYS:
+            raise ConfigError(f"params.yaml: {path}.loader = {loader!r}: expected one of {sorted(LOADER_KEYS)}")
+        schema = {**DATASET_KEYS, **LOADER_KEYS[loader]}
+        _unknown(path, entry, schema, f"for loader '{loader}'")
+        _walk(path, entry, schema, required=False)  # "loader" and "sources" are checked here, not by _walk
+        if "sources" in entry:
+            _check_sources(f"{path}.sources", entry["sources"])
+
+
+def model_options(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword options of a backbone class: its constructor's arguments minus num_items and max_len, plus
+    those of each parent constructor that a `**kwargs` forwards to."""
+    from .backbones.base import Backbone
+
+    options: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        forwards = False
+        for name, param in inspect.signature(klass.__init__).parameters.items():
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                forwards = True
+            elif param.kind is not inspect.Parameter.VAR_POSITIONAL and name not in ("self", "num_items", "max_len"):
+                options.setdefault(name, param)
+        if not forwards or not (isinstance(klass, type) and issubclass(klass, Backbone)):
+            break
+        if klass is Backbone:
+            break
+    return options
+
+
+def _check_option_type(key: str, value: Any, default: Any) -> None:
+    """A model option must have its default's type (an int is fine where the default is a float)."""
+    if default is inspect.Parameter.empty or default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        return
+    if not ok:
+        raise _fail(key, value, f"{'a number' if isinstance(default, float) else type(default).__name__} "
+                                f"(like the default {default!r})")
+
+
+def _check_backbones(value: Any, required: bool, registry: dict | None) -> None:
+    backbones = _mapping("backbones", value)
+    if registry is not None:
+        _unknown("backbones", backbones, registry, "not a registered backbone")
+    for name, entry in backbones.items():
+        path = _join("backbones", name)
+        entry = _mapping(path, entry)
+        _unknown(path, entry, ("model", "train"))
+        for part in ("model", "train"):
+            if part not in entry and required:
+                raise ConfigError(f"params.yaml: missing key '{path}.{part}'")
+        if "train" in entry:
+            _walk(f"{path}.train", entry["train"], TRAIN_KEYS, required=False)
+            if required:
+                for key in sorted(TRAIN_REQUIRED - set(entry["train"])):
+                    raise ConfigError(f"params.yaml: missing key '{path}.train.{key}'")
+        if "model" in entry:
+            model = _mapping(f"{path}.model", entry["model"])
+            if registry is None:
+                continue
+            options = model_options(registry[name])
+            _unknown(f"{path}.model", model, options,
+                     f"not an argument of {registry[name].__name__}.__init__")
+            for key, param in options.items():
+                if key in model:
+                    _check_option_type(f"{path}.model.{key}", model[key], param.default)
+                elif required and param.default is inspect.Parameter.empty:
+                    raise ConfigError(f"params.yaml: missing key '{path}.model.{key}'")
+
+
+def check_schema(params: Any, *, required: bool = False, registry: dict | None = None) -> dict:
+    """Check `params` against the schema: unknown keys anywhere, the type and range of every value present;
+    with `required`, also that every key the code reads is there. Backbone model options are checked
+    against `registry` (name -> class) when given."""
+    if not isinstance(params, dict):
+        raise ConfigError("params.yaml: expected a mapping at the top level")
+    _walk("", params, SCHEMA, required, OPTIONAL)
+    if "datasets" in params:
+        _check_datasets(params["datasets"])
+    if "backbones" in params:
+        _check_backbones(params["backbones"], required, registry)
+    return params
 
 
 def _get(params: dict, dotted: str) -> Any:
@@ -38,41 +360,15 @@ def _get(params: dict, dotted: str) -> Any:
     return node
 
 
-def _number(params: dict, key: str, low: float | None = None, high: float | None = None, integer: bool = False):
-    value = _get(params, key)
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"params.yaml: {key} = {value!r}: expected {'an integer' if integer else 'a number'}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-        raise ConfigError(f"params.yaml: {key} = {value!r}: expected a value in {bounds}")
-    return value
-
-
 def validate(params: dict) -> dict:
-    """Check the study-wide params; raise ConfigError naming the first bad key."""
-    if not isinstance(params, dict):
-        raise ConfigError("params.yaml: expected a mapping at the top level")
-    unknown = sorted(set(params) - TOP_LEVEL)
-    if unknown:
-        raise ConfigError(f"params.yaml: unknown key '{unknown[0]}': expected one of {sorted(TOP_LEVEL)}")
-    _number(params, "gamma", 0.0, 1.0)
-    _number(params, "T", 1, integer=True)
-    _number(params, "max_len", 2, integer=True)
-    for key in ("diffusion.zeta", "diffusion.delta"):
-        _number(params, key, 0.0)
-    _number(params, "diffusion.select_gamma", 0.0, 1.0)
-    _number(params, "diffusion.epochs", 1, integer=True)
-    _number(params, "diffusion.eval_every", 1, integer=True)
-    _number(params, "similarity.clusters", 1, integer=True)
-    for key, allowed in CHOICES.items():
-        if _get(params, key) not in allowed:
-            raise ConfigError(f"params.yaml: {key} = {_get(params, key)!r}: expected one of {list(allowed)}")
-    start = params["inference"].get("start_step")
-    if start is not None and (isinstance(start, bool) or not (isinstance(start, int) and 1 <= start <= params["T"])):
-        raise ConfigError(f"params.yaml: inference.start_step = {start!r}: expected null or an integer in [1, T = {params['T']}]")
+    """Check the whole params file (every key, every backbone's options); raise ConfigError naming the first
+    bad key by its full path."""
     from .backbones import REGISTRY
 
+    check_schema(params, required=True, registry=REGISTRY)
+    start = params["inference"].get("start_step")
+    if start is not None and start > params["T"]:
+        raise ConfigError(f"params.yaml: inference.start_step = {start!r}: expected null or an integer in [1, T = {params['T']}]")
     for name in _get(params, "study.backbones"):
         if name not in REGISTRY:
             raise ConfigError(f"params.yaml: study.backbones: unknown backbone {name!r}: expected one of {sorted(REGISTRY)}")
@@ -81,20 +377,34 @@ def validate(params: dict) -> dict:
     for name in _get(params, "study.datasets"):
         if name not in _get(params, "datasets"):
             raise ConfigError(f"params.yaml: study.datasets: unknown dataset {name!r}: expected one of {sorted(params['datasets'])}")
+    if params.get("controls"):
+        from .controls import CONTROLS
+
+        for i, name in enumerate(params["controls"]):
+            if name not in CONTROLS:
+                raise ConfigError(f"params.yaml: controls[{i}] = {name!r}: expected one of {list(CONTROLS)}")
     return params
 
 
-def read_params(path: str | Path = "params.yaml") -> dict:
-    """params.yaml as a dict, unvalidated; a missing or invalid file is a ConfigError."""
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (run from the repo root)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+
+
+def read_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml as a dict, for the data stages: the keys present are checked against the schema (unknown
+    keys anywhere, types and ranges), without requiring the model sections or importing the backbones."""
+    params = _read_yaml(Path(path))
+    return check_schema({} if params is None else params)
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
-    """params.yaml, validated."""
-    return validate(read_params(path))
+    """params.yaml, fully validated (the model stages)."""
+    params = _read_yaml(Path(path))
+    return validate({} if params is None else params)

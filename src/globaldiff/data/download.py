@@ -3,11 +3,14 @@
 Rules (README "Data"):
 - URLs: `file:relative/path` (relative to the repo root), `file:///abs/path`, `https://...`; plain `http://`
   only to a loopback host (the tests' local server). A redirect must keep the scheme and obey the same rules.
+  URLs with credentials (`user@host`) or control characters are refused, and web URLs with spaces or
+  backslashes (percent-encode them).
 - Checksums: the `sha256` in params.yaml when pinned; otherwise the first download's sha256 is recorded in the
   git-tracked `data/checksums.json` (trust on first use, keyed by URL) and every later download must match.
 - Archives (chosen by the URL's suffix: .zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz) are extracted; anything
   else is copied as is (a .gz text file stays compressed: the loaders read it directly).
-- Extraction refuses absolute member paths, `..` components, links and special files, and zip bombs:
+- Extraction refuses absolute member paths, `..` components, links and special files, encrypted zip members
+  and unknown compression methods, and zip bombs:
   a declared uncompressed total above HARD_LIMIT, or above SOFT_LIMIT while also more than MAX_RATIO times
   the archive's size; bytes are counted while extracting, so a member cannot write more than it declared.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 import shutil
 import stat
@@ -42,6 +46,7 @@ CHUNK = 1 << 20
 SOFT_LIMIT = 1 << 30          # 1 GiB: below this any compression ratio is accepted
 MAX_RATIO = 100               # real data sets compress 3-20x; bombs 1000x and more
 HARD_LIMIT = 16 << 30         # 16 GiB: never extract more than this, whatever the ratio
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)  # what zipfile reads
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -110,7 +115,15 @@ def resolve_source(cfg: dict, name: str, params_file: str = "params.yaml") -> So
 
 def check_url(url: str) -> urllib.parse.ParseResult:
     """Parse `url` and refuse any scheme/host outside the rules in the module docstring."""
+    if any(ord(c) < 32 or c == "\x7f" for c in url):
+        raise DownloadError(f"{url!r}: control characters in URL; refused")
     parts = urllib.parse.urlparse(url)
+    if parts.scheme != "file" and any(c.isspace() or c == "\\" for c in url):
+        # urlparse and the HTTP client split such URLs differently: the host checked is not the host contacted
+        raise DownloadError(f"{url!r}: spaces or backslashes in a web URL; percent-encode them")
+    if "@" in parts.netloc:
+        # `user@host` hides the real host from a reader, and urllib cannot use the credentials anyway
+        raise DownloadError(f"{url}: credentials (user@host) in URL are refused")
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise DownloadError(f"{url}: file URLs must be local (file:relative/path or file:///abs/path)")
@@ -319,11 +332,17 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, kind: str, 
             max_ratio: float = MAX_RATIO, hard_limit: int = HARD_LIMIT) -> list[Path]:
     """Extract a 'zip' or 'tar' archive into `dest_dir` after checking every member; return the files written."""
     archive, dest_dir = Path(archive), Path(dest_dir)
-    corrupt = (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError)
+    corrupt = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError)
     written: list[Path] = []
     try:
         if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
+                for i in zf.infolist():
+                    if i.flag_bits & 0x1:
+                        raise DownloadError(f"{archive.name}: member {i.filename!r} is encrypted; refused")
+                    if i.compress_type not in ZIP_METHODS:
+                        raise DownloadError(f"{archive.name}: member {i.filename!r} uses compression method "
+                                            f"{i.compress_type}, not one of stored/deflate/bzip2/lzma; refused")
                 members = [(i.filename, i.is_dir(), stat.S_ISLNK(i.external_attr >> 16), i.file_size,
                             lambda i=i: zf.open(i)) for i in zf.infolist()]
                 written = _extract_members(archive, dest_dir, members, "a symlink", soft_limit, max_ratio, hard_limit)
@@ -340,6 +359,8 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, kind: str, 
         raise
     except corrupt as e:
         raise DownloadError(f"{archive.name}: truncated or corrupt {kind} archive ({e})") from None
+    except NotImplementedError as e:  # zipfile: a format version or feature it cannot read
+        raise DownloadError(f"{archive.name}: unsupported {kind} archive ({e})") from None
     if not written:
         raise DownloadError(f"{archive.name}: the archive holds no files")
     return written

@@ -18,6 +18,7 @@ import io
 import re
 import sys
 import urllib.parse
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -51,7 +52,7 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # OSError: also gzip.BadGzipFile
         raise ConfigError(f"{path}: cannot read ({e})") from None
 
 
@@ -67,17 +68,20 @@ def _read_table(path: Path, sep: str, header: bool, what: str, *, text: str | No
     """
     quoting = csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
     source = io.StringIO(text) if text is not None else path
+    # Plain text, or gzip for a .gz name (README "Data"); never pandas' codec guess from other suffixes
+    # (.zip, .xz, .bz2, ...), whose decoders raise their own errors and decompress without any size limit.
+    compression = "gzip" if text is None and path.suffix == ".gz" else None
     try:
         df = pd.read_csv(source, sep=sep, header=None, dtype=str, keep_default_na=False, na_filter=False,
                          skip_blank_lines=False, quoting=quoting, engine="c", encoding="utf-8",
-                         compression="infer" if text is None else None, usecols=usecols)
+                         compression=compression, usecols=usecols)
     except pd.errors.EmptyDataError:
         raise ConfigError(f"{path}: empty file (expected {what})") from None
     except pd.errors.ParserError as e:
         raise ConfigError(f"{path}: {_parser_message(e)} (expected {what})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text (expected {what})") from None
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zlib.error) as e:  # OSError: also gzip.BadGzipFile
         raise ConfigError(f"{path}: cannot parse ({e}; expected {what})") from None
     if ncols is not None and df.shape[1] != ncols:
         raise ConfigError(f"{path}: line 1: found {df.shape[1]} field(s) separated by {sep!r}, "
