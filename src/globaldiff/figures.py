@@ -1,0 +1,79 @@
+"""The paper's figures, redrawn from files the pipeline wrote (curves, metrics); matplotlib only, PNG + PDF.
+
+Figure 5 (voting performance across diffusion epochs) is drawn from the validation passes that
+train_diffusion logs every `diffusion.eval_every` epochs: the paper plots test metrics, but looking at test
+data during training would be choosing on test, so ours is the validation curve (the caption says so).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+SERIES = (("backbone", "backbone alone"), ("diffusion", "diffusion alone"), ("fusion", "+GlobalDiff (fusion)"))
+
+
+def read_curve(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a curve CSV with numbers parsed; empty cells (epochs without validation) are dropped."""
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None) and k != "selected"}
+                for row in csv.DictReader(f)]
+
+
+def validation_points(curves: Sequence[list[dict[str, float]]], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epochs, mean, std over curves) of `column` at the epochs every curve validated."""
+    per_curve = [{int(r["epoch"]): r[column] for r in curve if column in r} for curve in curves]
+    epochs = sorted(set.intersection(*(set(c) for c in per_curve))) if per_curve else []
+    values = np.array([[c[e] for e in epochs] for c in per_curve], dtype=np.float64)
+    if not epochs:
+        return np.array([]), np.array([]), np.array([])
+    std = values.std(axis=0, ddof=1) if len(per_curve) > 1 else np.zeros(len(epochs))
+    return np.array(epochs), values.mean(axis=0), std
+
+
+def save_figure(fig, stem: str | Path) -> list[Path]:
+    """Write `stem`.png and `stem`.pdf atomically (no timestamps in the PDF, so reruns give the same bytes)."""
+    paths = []
+    for suffix, extra in ((".png", {"dpi": 150, "metadata": {"Software": None}}),
+                          (".pdf", {"metadata": {"CreationDate": None, "ModDate": None, "Producer": None,
+                                                 "Creator": None}})):
+        path = Path(str(stem) + suffix)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=suffix[1:], **extra)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def figure5(curves_by_backbone: Mapping[str, Sequence[list[dict[str, float]]]], stem: str | Path,
+            dataset: str, metrics: Sequence[str] = ("HR@20", "NDCG@20")) -> list[Path]:
+    """Figure 5: backbone, diffusion alone and fusion across diffusion epochs, one column per metric and one
+    row per backbone; lines are means over seeds, bands +- one std."""
+    backbones = list(curves_by_backbone)
+    fig, axes = plt.subplots(len(backbones), len(metrics), figsize=(4.2 * len(metrics), 3.0 * len(backbones)),
+                             squeeze=False)
+    for row, backbone in enumerate(backbones):
+        curves = curves_by_backbone[backbone]
+        for col, metric in enumerate(metrics):
+            ax = axes[row][col]
+            for model, label in SERIES:
+                epochs, mean, std = validation_points(curves, f"val_{model}_{metric}")
+                if len(epochs):
+                    ax.plot(epochs, mean, marker="o", label=label)
+                    ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+            ax.set_title(f"{backbone} on {dataset}: validation {metric} ({len(curves)} seeds)", fontsize=9)
+            ax.set_xlabel("diffusion epoch")
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, stem)

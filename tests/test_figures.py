@@ -1,0 +1,39 @@
+"""Figures from curve files: parsing, seed means, files written, non-empty and byte-stable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from globaldiff.figures import figure5, read_curve, validation_points
+
+HEADER = "epoch,loss,val_backbone_HR@20,val_diffusion_HR@20,val_fusion_HR@20,val_backbone_NDCG@20," \
+         "val_diffusion_NDCG@20,val_fusion_NDCG@20,selected\n"
+
+
+def write_curve(path, rows):
+    path.write_text(HEADER + "".join(rows))
+    return read_curve(path)
+
+
+def test_validation_points_mean_std_over_common_epochs(tmp_path):
+    a = write_curve(tmp_path / "a.csv", ["1,0.5,,,,,,,\n", "5,0.4,0.2,0.1,0.3,0.1,0.05,0.15,True\n",
+                                         "10,0.3,0.2,0.2,0.4,0.1,0.1,0.2,True\n"])
+    b = write_curve(tmp_path / "b.csv", ["5,0.4,0.2,0.3,0.5,0.1,0.05,0.15,\n"])
+    epochs, mean, std = validation_points([a, b], "val_fusion_HR@20")
+    assert epochs.tolist() == [5]                        # epoch 10 is missing from b
+    np.testing.assert_allclose(mean, [0.4])
+    np.testing.assert_allclose(std, [np.std([0.3, 0.5], ddof=1)])
+    epochs, mean, std = validation_points([a], "val_fusion_HR@20")
+    assert epochs.tolist() == [5, 10] and std.tolist() == [0.0, 0.0]
+
+
+def test_figure5_writes_stable_png_and_pdf(tmp_path):
+    curve = write_curve(tmp_path / "a.csv", ["5,0.4,0.2,0.1,0.3,0.1,0.05,0.15,True\n",
+                                             "10,0.3,0.2,0.2,0.4,0.1,0.1,0.2,\n"])
+    paths = figure5({"sasrec": [curve, curve]}, tmp_path / "fig5", "ml-1m")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    first = [p.read_bytes() for p in paths]
+    assert first[0].startswith(b"\x89PNG") and first[1].startswith(b"%PDF") and all(len(b) > 5000 for b in first)
+    figure5({"sasrec": [curve, curve]}, tmp_path / "fig5", "ml-1m")
+    assert [p.read_bytes() for p in paths] == first
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("fig5")) == ["fig5.pdf", "fig5.png"]
