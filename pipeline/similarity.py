@@ -3,16 +3,18 @@
 from globaldiff import paths
 from globaldiff.cli import run_stage, stage_args
 from globaldiff.data.sequences import read_split
-from globaldiff.experiment import similarity_from_params
 from globaldiff.io import save_torch
 from globaldiff.params import load_params
+from globaldiff.similarity import build_similarity
 
 
 def main() -> None:
     args = stage_args("dataset")
     params = load_params(args.params)
     split = read_split(paths.processed(args.dataset), "loo")
-    similarity = similarity_from_params(params, split)
+    cfg = params["similarity"]
+    similarity = build_similarity(split.train, split.num_items, cfg["method"], clusters=cfg["clusters"],
+                                  last=cfg["last"], seed=cfg["seed"], topk=cfg["topk"], memory_mb=cfg["memory_mb"])
     save_torch(paths.similarity(args.dataset), similarity.state_dict())
 
 

@@ -25,14 +25,15 @@ def main() -> None:
             for s in study["seeds"]]
     summary = aggregate(runs)
     paper = read_paper_table2(PAPER / "table2.csv")
+    ranks = collect_ranks(study["datasets"], study["backbones"], study["seeds"])
+    pvalues = pvalues_by_run(ranks)
     with atomic_path("reports/results.md") as tmp:
-        Path(tmp).write_text(results_markdown(summary, paper, gamma, exclude))
+        Path(tmp).write_text(results_markdown(summary, paper, gamma, exclude, pvalues))
     write_json("reports/results.json", results_json(summary))
 
     if (PAPER / "table1.csv").is_file():
         write_table("table1", table1(read_stats(study["datasets"]), read_paper_table1(PAPER / "table1.csv")), TABLES)
-    ranks = collect_ranks(study["datasets"], study["backbones"], study["seeds"])
-    table, disagreements = table2(summary, paper, pvalues_by_run(ranks), gamma=gamma, exclude=exclude)
+    table, disagreements = table2(summary, paper, pvalues, gamma=gamma, exclude=exclude)
     write_table("table2", table, TABLES)
     for dataset in study["datasets"]:
         curves = {b: [read_curve(paths.run_dir(dataset, b, s) / "diffusion_curve.csv") for s in study["seeds"]]

@@ -50,9 +50,26 @@ def test_repro_runs_every_stage_then_nothing(tiny_repo: Path):
     assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], tiny_repo)
 
 
-def test_gamma_change_reruns_only_fusion(tiny_repo: Path):
+def test_pushed_results_pulled_elsewhere_retrain_nothing(tiny_repo: Path, tmp_path: Path):
+    """The GPU-machine workflow: repro + push there; clone + pull here; repro then runs no stage at all."""
+    remote = tmp_path / "remote"
+    _run([sys.executable, "-m", "dvc", "remote", "add", "-d", "shared", str(remote)], tiny_repo)
     _run(["git", "add", "-A"], tiny_repo)
     _run(["git", "commit", "-qm", "tiny study"], tiny_repo)
+    _run([sys.executable, "-m", "dvc", "push"], tiny_repo)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(tiny_repo), str(clone)], tmp_path)
+    assert not (clone / "models").exists()
+    _run([sys.executable, "-m", "dvc", "pull"], clone)
+    assert (clone / "models/custom/cbit/seed0/backbone.pt").read_bytes() == \
+        (tiny_repo / "models/custom/cbit/seed0/backbone.pt").read_bytes()
+    assert _ran(_run([sys.executable, "-m", "dvc", "repro"], clone)) == set()
+    assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], clone)
+
+
+def test_gamma_change_reruns_only_fusion(tiny_repo: Path):
+    _run(["git", "add", "-A"], tiny_repo)
+    _run(["git", "commit", "-qm", "tiny study", "--allow-empty"], tiny_repo)
     before = json.loads((tiny_repo / "reports/metrics/custom/sasrec/seed0.json").read_text())
     output = _run([sys.executable, "-m", "dvc", "exp", "run", "-S", "gamma=0.3"], tiny_repo)
     assert _ran(output) == {f"evaluate@custom-{b}-0" for b in BACKBONES} | {"summary"}

@@ -18,17 +18,9 @@ CONTROLS = ("propagated", "popularity", "random")
 
 
 def propagated_scores(logits: torch.Tensor, similarity: ItemSimilarity, batch: int = 1024) -> torch.Tensor:
-    """softmax(y) A as [B, M+1] (padding column 0); A dense or cluster-item (A[i, m] = A_ic[i, cluster(m)])."""
-    out = []
-    matrix = similarity.matrix.to(logits.dtype)
-    for start in range(0, len(logits), batch):
-        y = torch.softmax(logits[start:start + batch], dim=1)
-        spread = y @ matrix
-        if similarity.assign is not None:
-            spread = spread[:, similarity.assign]
-        spread[:, 0] = 0.0
-        out.append(spread)
-    return torch.cat(out)
+    """softmax(y) A as [B, M+1] (padding column 0), in any form of A (dense, top-k, cluster-item)."""
+    return torch.cat([similarity.propagate(torch.softmax(logits[start:start + batch], dim=1)).to(logits.dtype)
+                      for start in range(0, len(logits), batch)])
 
 
 def popularity_scores(train: list[np.ndarray], num_items: int, users: int) -> torch.Tensor:

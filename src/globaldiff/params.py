@@ -29,7 +29,7 @@ from . import ConfigError
 METRICS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20")
 
 CHOICES = {
-    "similarity.method": ("cosine", "kmeans"),
+    "similarity.method": ("cosine", "topk", "kmeans"),
     "diffusion.loss": ("mse", "ce"),
     "diffusion.rule": ("paper", "code"),
     "diffusion.select_metric": METRICS,
@@ -125,6 +125,8 @@ SCHEMA: dict[str, Any] = {
         "clusters": number(1, integer=True),
         "last": optional(number(1, integer=True)),
         "seed": number(integer=True),
+        "topk": number(1, integer=True),
+        "memory_mb": number(above=0.0),
     },
     "diffusion": {
         "noise_scale": number(0.0),

@@ -413,11 +413,12 @@ def table2(summary: Mapping, paper: Mapping[tuple[str, str, str], float],
     return table, found
 
 
-def results_markdown(summary: dict, paper: dict, gamma: float, exclude: str) -> str:
+def results_markdown(summary: dict, paper: dict, gamma: float, exclude: str,
+                     pvalues: dict | None = None) -> str:
     """Markdown Table 2 restricted to the datasets and backbones we ran (no baseline-only rows)."""
     datasets = list(dict.fromkeys(d for d, _ in summary))
     backbones = list(dict.fromkeys(b for _, b in summary))
-    table, _ = table2(summary, paper, datasets=datasets, backbones=backbones, baselines=False,
+    table, _ = table2(summary, paper, pvalues, datasets=datasets, backbones=backbones, baselines=False,
                       gamma=gamma, exclude=exclude)
     return to_markdown(table)
 
