@@ -225,3 +225,26 @@ def make_tiny_repo(repo: Path, params: dict | None = None) -> Path:
     run_cmd(["git", "config", "user.name", "test"], repo)
     run_cmd([sys.executable, "-m", "dvc", "init", "-q"], repo)
     return repo
+
+
+# --- backbones ------------------------------------------------------------------------------------------------
+
+def encode_with_garbage_in_padding(net, seqs):
+    """`net.encode(seqs)` with large random values written into the padding rows before every transformer
+    block, so that any attention to a padding key or value would change the real positions' outputs."""
+    import torch
+
+    pad = (seqs == 0)[..., None]
+    gen = torch.Generator().manual_seed(0)
+
+    def inject(module, args):
+        x, mask = args
+        return (torch.where(pad, 10.0 * torch.randn(x.shape, generator=gen), x), mask)
+
+    handles = [block.register_forward_pre_hook(inject) for block in net.encoder.blocks]
+    try:
+        with torch.no_grad():
+            return net.encode(seqs)
+    finally:
+        for handle in handles:
+            handle.remove()

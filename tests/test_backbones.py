@@ -11,6 +11,8 @@ from globaldiff.backbones.base import Backbone, right_align
 from globaldiff.backbones.layers import attention_mask
 from globaldiff.backbones.sasrec import SASRec
 
+from conftest import encode_with_garbage_in_padding
+
 M, L, D = 9, 5, 16
 
 
@@ -192,19 +194,7 @@ def test_sasrec_padding_outputs_zero_and_is_never_attended():
     model = sasrec()
 
     # 2) garbage injected into the padding rows before every block (keys/values of pad slots) changes nothing
-    gen = torch.Generator().manual_seed(0)
-
-    def inject(module, args):
-        x, mask = args
-        return (torch.where(pad, 10.0 * torch.randn(x.shape, generator=gen), x), mask)
-
-    handles = [block.register_forward_pre_hook(inject) for block in model.encoder.blocks]
-    try:
-        with torch.no_grad():
-            noisy = model.encode(seqs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    noisy = encode_with_garbage_in_padding(model, seqs)
     torch.testing.assert_close(noisy[0, 2:], ref[0, 2:])
     torch.testing.assert_close(noisy[1, 3:], ref[1, 3:])
     assert torch.all(noisy[pad.expand_as(noisy)] == 0)

@@ -11,6 +11,8 @@ from globaldiff.backbones.bert4rec import BERT4Rec
 from globaldiff.backbones.cbit import CBiT, nt_xent_pairs
 from globaldiff.backbones.cloze import cloze_mask
 
+from conftest import encode_with_garbage_in_padding
+
 M, L, D = 9, 5, 16
 WINDOWS = torch.tensor([[0, 0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 1], [0, 0, 0, 2, 4, 6], [3, 5, 7, 9, 2, 4]])
 
@@ -76,19 +78,7 @@ def test_padding_is_never_attended(name):
     pad = (seqs == 0)[..., None]
     with torch.no_grad():
         ref = net.encode(seqs)
-    gen = torch.Generator().manual_seed(0)
-
-    def inject(module, args):
-        x, mask = args
-        return (torch.where(pad, 10.0 * torch.randn(x.shape, generator=gen), x), mask)
-
-    handles = [block.register_forward_pre_hook(inject) for block in net.encoder.blocks]
-    try:
-        with torch.no_grad():
-            noisy = net.encode(seqs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    noisy = encode_with_garbage_in_padding(net, seqs)
     torch.testing.assert_close(noisy, ref)
     assert torch.all(noisy[pad.expand_as(noisy)] == 0)
 
