@@ -91,7 +91,8 @@ def read_params() -> dict:
         "max_len": params.get("max_len", 10),
         "sasrec": {**{"hidden": 64, "blocks": 2, "heads": 1, "dropout": 0.2, "loss": "ce", "readout": "last"},
                    **params.get("backbones", {}).get("sasrec", {}).get("model", {})},
-        "denoiser": {**{"guidance": "full", "hidden": 512, "time_dim": 64, "dropout": 0.1}, **params.get("denoiser", {})},
+        "denoiser": {**{"network": "mlp", "guidance": "full", "hidden": 512, "time_dim": 64, "dropout": 0.1, "channels": 16},
+                     **params.get("denoiser", {})},
         "diffusion": {"noise_scale": d.get("noise_scale", 0.1), "noise_min": d.get("noise_min", 0.005),
                       "noise_max": d.get("noise_max", 0.05), "beta_first": d.get("beta_first", 1e-5),
                       "loss": d.get("loss", "mse"), "rule": d.get("rule", "paper"), "zeta": d.get("zeta", 1.5),
@@ -207,7 +208,7 @@ def step_samples(args) -> dict:
 
 def step_diffusion(args) -> dict:
     """One epoch of train_diffusion (untrained SASRec, real denoiser and sampling), validation on 8 users only."""
-    from globaldiff.denoiser import MLPDenoiser
+    from globaldiff.denoiser import build_denoiser
     from globaldiff.diffusion import DiffusionSchedule
     from globaldiff.train import (DiffusionTraining, EvalSet, Inference, backbone_outputs, diffusion_predict,
                                   last_windows, train_diffusion)
@@ -220,7 +221,8 @@ def step_diffusion(args) -> dict:
     windows = last_windows(split.train, params["max_len"])
     schedule = DiffusionSchedule.linear_variance(params["T"], d["noise_scale"], d["noise_min"], d["noise_max"],
                                                  d["beta_first"])
-    denoiser = MLPDenoiser(split.num_items, backbone.hidden, n["guidance"], n["hidden"], n["time_dim"], n["dropout"])
+    denoiser = build_denoiser(n["network"], split.num_items, backbone.hidden, n["guidance"], n["hidden"], n["time_dim"],
+                              n["dropout"], n["channels"])
     cfg = DiffusionTraining(epochs=1, batch_size=d["batch_size"], lr=d["lr"], loss=d["loss"], zeta=d["zeta"],
                             delta=d["delta"], rule=d["rule"])
     val = EvalSet(windows[:8], torch.as_tensor(split.val[:8]), split.train[:8])
@@ -245,7 +247,7 @@ def step_diffusion(args) -> dict:
 
 def step_inference(args) -> dict:
     """Full ranking for every user: scores [chunk, M+1] -> window items and padding masked -> torch.topk."""
-    from globaldiff.denoiser import MLPDenoiser
+    from globaldiff.denoiser import build_denoiser
     from globaldiff.diffusion import DiffusionSchedule
     from globaldiff.train import Inference, diffusion_predict, evaluation_sets
 
@@ -257,7 +259,8 @@ def step_inference(args) -> dict:
     d, n = params["diffusion"], params["denoiser"]
     schedule = DiffusionSchedule.linear_variance(params["T"], d["noise_scale"], d["noise_min"], d["noise_max"],
                                                  d["beta_first"])
-    denoiser = MLPDenoiser(split.num_items, backbone.hidden, n["guidance"], n["hidden"], n["time_dim"], n["dropout"])
+    denoiser = build_denoiser(n["network"], split.num_items, backbone.hidden, n["guidance"], n["hidden"], n["time_dim"],
+                              n["dropout"], n["channels"])
     backbone.eval()
     chunk, k = args.rank_chunk, 10
 

@@ -15,9 +15,9 @@ import torch
 
 from globaldiff import paths
 from globaldiff.data.sequences import read_split
-from globaldiff.experiment import (inference_from_params, new_backbone, new_denoiser, schedule_from_params,
-                                   similarity_from_params)
+from globaldiff.experiment import inference_from_params, new_backbone, new_denoiser, schedule_from_params
 from globaldiff.params import load_params
+from globaldiff.similarity import build_similarity
 from globaldiff.train import (BackboneTraining, DiffusionTraining, backbone_outputs, diffusion_predict,
                               evaluation_sets, last_windows, seed_everything, sliding_windows, train_backbone,
                               train_diffusion)
@@ -46,7 +46,8 @@ def main() -> None:
     split = read_split(paths.processed(args.dataset), "loo")
     device = torch.device("cpu")
     generator = seed_everything(0)
-    similarity = timed("similarity (exact cosine)", lambda: similarity_from_params(params, split))
+    similarity = timed("similarity (exact cosine)", lambda: build_similarity(split.train, split.num_items,
+                                                                             **params["similarity"]))
     backbone = new_backbone(params, args.backbone, split.num_items)
     train_cfg = params["backbones"][args.backbone]["train"]
     windows = sliding_windows(split.train, params["max_len"] + 1, train_cfg["stride"])

@@ -12,9 +12,7 @@ def main() -> None:
     args = stage_args("dataset")
     params = load_params(args.params)
     split = read_split(paths.processed(args.dataset), "loo")
-    cfg = params["similarity"]
-    similarity = build_similarity(split.train, split.num_items, cfg["method"], clusters=cfg["clusters"],
-                                  last=cfg["last"], seed=cfg["seed"], topk=cfg["topk"], memory_mb=cfg["memory_mb"])
+    similarity = build_similarity(split.train, split.num_items, **params["similarity"])
     save_torch(paths.similarity(args.dataset), similarity.state_dict())
 
 

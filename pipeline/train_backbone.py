@@ -8,7 +8,7 @@ from globaldiff.data.sequences import read_split
 from globaldiff.experiment import fit_backbone
 from globaldiff.io import save_torch
 from globaldiff.params import load_params
-from globaldiff.train import pick_device
+from globaldiff.train import pick_device, pick_precision
 
 
 def main() -> None:
@@ -16,7 +16,9 @@ def main() -> None:
     params = load_params(args.params)
     split = read_split(paths.processed(args.dataset), "loo")
     log = CurveLog()
-    checkpoint = fit_backbone(params, args.backbone, split, args.seed, pick_device(os.environ.get("GLOBALDIFF_DEVICE")), log)
+    device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))
+    precision = pick_precision(os.environ.get("GLOBALDIFF_PRECISION"), device)
+    checkpoint = fit_backbone(params, args.backbone, split, args.seed, device, log, precision)
     out = paths.run_dir(args.dataset, args.backbone, args.seed)
     log.write(out / "backbone_curve.csv")
     save_torch(out / "backbone.pt", checkpoint)

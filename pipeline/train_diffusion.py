@@ -10,7 +10,7 @@ from globaldiff.experiment import fit_diffusion, load_backbone
 from globaldiff.io import load_torch, save_npy, save_torch
 from globaldiff.params import load_params
 from globaldiff.similarity import ItemSimilarity
-from globaldiff.train import pick_device
+from globaldiff.train import pick_device, pick_precision
 
 
 def main() -> None:
@@ -23,7 +23,8 @@ def main() -> None:
     similarity = ItemSimilarity.from_state_dict(load_torch(paths.similarity(args.dataset)))
     log = CurveLog()
     device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))
-    checkpoint, scores = fit_diffusion(params, backbone, similarity, split, args.seed, device, log)
+    precision = pick_precision(os.environ.get("GLOBALDIFF_PRECISION"), device)
+    checkpoint, scores = fit_diffusion(params, backbone, similarity, split, args.seed, device, log, precision)
     log.write(run / "diffusion_curve.csv")
     save_torch(run / "diffusion.pt", checkpoint)
     for name, matrix in scores.items():

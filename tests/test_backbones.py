@@ -103,8 +103,8 @@ def test_predict_noncausal_reads_mask_slot():
 def test_build_backbone():
     model = build_backbone("sasrec", M, L, dict(hidden=8, blocks=1, heads=1, dropout=0.0, loss="bce"))
     assert isinstance(model, SASRec) and model.causal
-    assert model.config() == {"class": "SASRec", "num_items": M, "max_len": L, "hidden": 8, "loss": "bce",
-                              "readout": "last"}
+    assert model.config() == {"class": "SASRec", "num_items": M, "max_len": L, "hidden": 8, "blocks": 1, "heads": 1,
+                              "loss": "bce", "readout": "last"}
     with pytest.raises(ConfigError) as err:
         build_backbone("gru4rec", M, L, {})
     for name in REGISTRY:
@@ -214,3 +214,18 @@ def test_sasrec_training_loss_finite_and_decreases(loss):
         opt.step()
         losses.append(value.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_sasrec_checkpoint_records_blocks_and_heads():
+    """A checkpoint names every size that shapes its weights, so a changed blocks/heads is the project's error."""
+    from globaldiff.experiment import load_backbone
+
+    params = {"max_len": 4, "backbones": {"sasrec": {"model": {"hidden": 8, "blocks": 1, "heads": 1}}}}
+    one = build_backbone("sasrec", 6, 4, params["backbones"]["sasrec"]["model"])
+    assert {"blocks": 1, "heads": 1}.items() <= one.config().items()
+    checkpoint = {"config": one.config(), "state_dict": one.state_dict()}
+    load_backbone(params, "sasrec", checkpoint, 6, "backbone.pt")
+    for change in ({"blocks": 2}, {"heads": 2}):
+        other = {**params, "backbones": {"sasrec": {"model": {**params["backbones"]["sasrec"]["model"], **change}}}}
+        with pytest.raises(ConfigError, match="backbone.pt"):
+            load_backbone(other, "sasrec", checkpoint, 6, "backbone.pt")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from globaldiff.controls import control_scores, popularity_scores, propagated_scores, random_scores
-from globaldiff.evaluation import user_ranks
+from globaldiff.metrics import user_ranks
 from globaldiff.metrics import summarise
 from globaldiff.similarity import ItemSimilarity
 from globaldiff.train import EvalSet

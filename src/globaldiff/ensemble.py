@@ -34,16 +34,34 @@ def borda_ranks(scores: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(ranks[:, :1]), ranks], dim=1).to(scores.dtype)
 
 
-def borda_fusion(y: torch.Tensor, x0: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Eq. (8): score(i) = gamma * r(y_i) * y_i + (1 - gamma) * r(x_i) * x_i, for normalised y and x0_hat."""
+def check_gamma(gamma: float) -> None:
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma = {gamma}: expected a value in [0, 1]")
+
+
+def borda_fusion(y: torch.Tensor, x0: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Eq. (8): score(i) = gamma * r(y_i) * y_i + (1 - gamma) * r(x_i) * x_i, for normalised y and x0_hat."""
+    check_gamma(gamma)
     return gamma * borda_ranks(y) * y + (1.0 - gamma) * borda_ranks(x0) * x0
+
+
+class BackboneOpinion:
+    """The backbone's half of eq. (8) for a batch of users: the exclusion-masked softmax y and its Borda
+    ranks r(y), computed once and fused with any number of second opinions (x0_hat, the controls)."""
+
+    def __init__(self, logits: torch.Tensor, mask: torch.Tensor):
+        self.mask = mask
+        self.y = normalise(logits.masked_fill(mask, float("-inf")), "softmax")
+        self.ranks = borda_ranks(self.y)
+
+    def fuse(self, second: torch.Tensor, gamma: float, norm: str) -> torch.Tensor:
+        """Eq. (8) with `second` normalised by `norm`; excluded items end at -inf."""
+        check_gamma(gamma)
+        x = normalise(second.masked_fill(self.mask, float("-inf")), norm)
+        fused = gamma * self.ranks * self.y + (1.0 - gamma) * borda_ranks(x) * x
+        return fused.masked_fill(self.mask, float("-inf"))
 
 
 def fused_scores(logits: torch.Tensor, x0_hat: torch.Tensor, mask: torch.Tensor, gamma: float, norm: str) -> torch.Tensor:
     """Eq. (8) on normalised, exclusion-masked y and x0_hat; excluded items end at -inf."""
-    neg = float("-inf")
-    y = normalise(logits.masked_fill(mask, neg), "softmax")
-    x = normalise(x0_hat.masked_fill(mask, neg), norm)
-    return borda_fusion(y, x, gamma).masked_fill(mask, neg)
+    return BackboneOpinion(logits, mask).fuse(x0_hat, gamma, norm)

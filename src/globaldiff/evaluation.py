@@ -10,25 +10,9 @@ import torch
 from . import ConfigError
 from .data.sequences import Split
 from .controls import control_scores
-from .ensemble import fused_scores
-from .metrics import exclusion_mask, masked_ranks, summarise
+from .metrics import summarise, user_ranks
 from .similarity import ItemSimilarity
-from .train import EvalSet, evaluation_sets
-
-MODELS = ("backbone", "diffusion", "fusion")
-
-
-def user_ranks(logits: torch.Tensor, x0_hat: torch.Tensor, evalset: EvalSet, gamma: float, norm: str,
-               exclude: str, controls: dict[str, torch.Tensor] | None = None) -> dict[str, np.ndarray]:
-    """Each user's 1-based rank of the held-out item under the backbone, the diffusion model and their
-    fusion (an excluded target gets int64 max: never a hit); `controls` {name: scores} add 'fusion_<name>'."""
-    mask = exclusion_mask(logits.shape[1] - 1, evalset.windows, evalset.histories, mode=exclude)
-    fusion = fused_scores(logits, x0_hat, mask, gamma, norm)
-    ranks = {name: masked_ranks(scores, mask, evalset.targets)
-             for name, scores in zip(MODELS, (logits, x0_hat, fusion))}
-    for name, second in (controls or {}).items():
-        ranks[f"fusion_{name}"] = masked_ranks(fused_scores(logits, second, mask, gamma, norm), mask, evalset.targets)
-    return ranks
+from .train import evaluation_sets
 
 
 def evaluate_run(params: dict, split: Split, scores: dict[str, np.ndarray], similarity: ItemSimilarity,

@@ -15,11 +15,10 @@ from . import ConfigError
 from .backbones import build_backbone
 from .backbones.base import Backbone
 from .data.sequences import Split
-from .denoiser import MLPDenoiser
+from .denoiser import build_denoiser
 from .diffusion import DiffusionSchedule
-from .similarity import ItemSimilarity, build_similarity
-from .metrics import evaluate_all
-from .train import (BackboneTraining, DiffusionTraining, EvalSet, Inference, backbone_outputs, diffusion_predict,
+from .similarity import ItemSimilarity
+from .train import (BackboneTraining, DiffusionTraining, Inference, backbone_outputs, diffusion_predict,
                     evaluation_sets, last_windows, seed_everything, sliding_windows, train_backbone,
                     train_diffusion)
 
@@ -29,17 +28,12 @@ def _pick(cls, options: dict, **extra):
     return cls(**{k: v for k, v in {**options, **extra}.items() if k in names})
 
 
-def similarity_from_params(params: dict, split: Split) -> ItemSimilarity:
-    cfg = params["similarity"]
-    return build_similarity(split.train, split.num_items, cfg["method"], clusters=cfg["clusters"],
-                            last=cfg["last"], seed=cfg["seed"])
-
-
 def new_backbone(params: dict, name: str, num_items: int) -> Backbone:
     return build_backbone(name, num_items, params["max_len"], params["backbones"][name]["model"])
 
 
-def fit_backbone(params: dict, name: str, split: Split, seed: int, device, log: Callable[[dict], None]) -> dict:
+def fit_backbone(params: dict, name: str, split: Split, seed: int, device, log: Callable[[dict], None],
+                 precision: torch.dtype | None = None) -> dict:
     """Train backbone `name` on the train split with early stopping on validation; returns its checkpoint."""
     generator = seed_everything(seed)
     backbone = new_backbone(params, name, split.num_items)
@@ -47,7 +41,7 @@ def fit_backbone(params: dict, name: str, split: Split, seed: int, device, log: 
     cfg = _pick(BackboneTraining, train_cfg, exclude=params["eval"]["exclude"])
     windows = sliding_windows(split.train, params["max_len"] + 1, train_cfg["stride"])
     val, _ = evaluation_sets(split.train, split.val, split.test, params["max_len"])
-    state = train_backbone(backbone, windows, val, cfg, device, generator, log)
+    state = train_backbone(backbone, windows, val, cfg, device, generator, log, precision)
     return {"config": backbone.config(), "state_dict": state}
 
 
@@ -66,9 +60,10 @@ def schedule_from_params(params: dict) -> DiffusionSchedule:
     return DiffusionSchedule.linear_variance(params["T"], d["noise_scale"], d["noise_min"], d["noise_max"], d["beta_first"])
 
 
-def new_denoiser(params: dict, backbone: Backbone) -> MLPDenoiser:
+def new_denoiser(params: dict, backbone: Backbone) -> torch.nn.Module:
     d = params["denoiser"]
-    return MLPDenoiser(backbone.num_items, backbone.hidden, d["guidance"], d["hidden"], d["time_dim"], d["dropout"])
+    return build_denoiser(d["network"], backbone.num_items, backbone.hidden, d["guidance"], d["hidden"], d["time_dim"],
+                          d["dropout"], d["channels"])
 
 
 def inference_from_params(params: dict) -> Inference:
@@ -76,7 +71,8 @@ def inference_from_params(params: dict) -> Inference:
 
 
 def fit_diffusion(params: dict, backbone: Backbone, similarity: ItemSimilarity, split: Split, seed: int, device,
-                  log: Callable[[dict], None]) -> tuple[dict, dict[str, np.ndarray]]:
+                  log: Callable[[dict], None], precision: torch.dtype | None = None
+                  ) -> tuple[dict, dict[str, np.ndarray]]:
     """Train the denoiser on the frozen backbone (one masked window per user per epoch: each user's last L train
     items), select the epoch on fused validation, and return (checkpoint, score matrices for val and test)."""
     if similarity.num_items != split.num_items:
@@ -89,27 +85,15 @@ def fit_diffusion(params: dict, backbone: Backbone, similarity: ItemSimilarity, 
     inf = inference_from_params(params)
     windows = last_windows(split.train, params["max_len"])
     val, test = evaluation_sets(split.train, split.val, split.test, params["max_len"])
-    state = train_diffusion(backbone, denoiser, schedule, similarity, windows, val, cfg, inf, device, generator, log)
+    state = train_diffusion(backbone, denoiser, schedule, similarity, windows, val, cfg, inf, device, generator, log,
+                            precision)
     denoiser.load_state_dict(state)
     scores = {}
     for part, evalset in (("val", val), ("test", test)):
         logits, h_target, h_mean = backbone_outputs(backbone, evalset.windows, inf.batch_size, device)
         x0_hat = diffusion_predict(denoiser, schedule, logits, h_target, h_mean, inf, device)
         scores[f"{part}_logits"], scores[f"{part}_x0"] = logits.numpy(), x0_hat.numpy()
-    checkpoint = {"config": {"backbone": backbone.config(), "guidance": denoiser.guidance}, "state_dict": state}
+    checkpoint = {"config": {"backbone": backbone.config(), "network": params["denoiser"]["network"],
+                             "guidance": denoiser.guidance}, "state_dict": state}
     return checkpoint, scores
 
-
-def evaluate_run(params: dict, split: Split, scores: dict[str, np.ndarray]) -> dict:
-    """Validation and test metrics of backbone, diffusion and fusion at the params' gamma (no training)."""
-    val, test = evaluation_sets(split.train, split.val, split.test, params["max_len"])
-    out = {}
-    for part, evalset in (("val", val), ("test", test)):
-        logits = torch.from_numpy(scores[f"{part}_logits"])
-        x0_hat = torch.from_numpy(scores[f"{part}_x0"])
-        if logits.shape != (len(evalset.targets), split.num_items + 1):
-            raise ConfigError(f"score matrix of shape {tuple(logits.shape)} does not fit {len(evalset.targets)} users x "
-                              f"{split.num_items + 1} item ids: re-run train_diffusion")
-        out[part] = evaluate_all(logits, x0_hat, evalset, params["gamma"], params["ensemble"]["norm"],
-                                 params["eval"]["exclude"])
-    return out

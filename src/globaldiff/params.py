@@ -34,6 +34,7 @@ CHOICES = {
     "diffusion.rule": ("paper", "code"),
     "diffusion.select_metric": METRICS,
     "denoiser.guidance": ("full", "target", "none"),
+    "denoiser.network": ("mlp", "unet"),
     "inference.input": ("softmax", "logits"),
     "inference.scale": ("max", "none"),
     "ensemble.norm": ("softmax", "l1", "l2"),
@@ -146,8 +147,10 @@ SCHEMA: dict[str, Any] = {
         "select_gamma": number(0.0, 1.0),
     },
     "denoiser": {
+        "network": choice(CHOICES["denoiser.network"]),
         "guidance": choice(CHOICES["denoiser.guidance"]),
         "hidden": number(1, integer=True),
+        "channels": number(1, integer=True),
         "time_dim": number(1, integer=True),
         "dropout": number(0.0, 1.0),
     },

@@ -3,6 +3,7 @@ backbone (paper Sections 3.2-3.5). Model selection uses validation data only."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 from dataclasses import dataclass
@@ -10,11 +11,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from . import diffusion as dm
 from .backbones.base import Backbone
-from .denoiser import MLPDenoiser, guidance_vector
+from .denoiser import guidance_vector
 from .metrics import evaluate_all, exclusion_mask, masked_ranks, summarise
 from .samples import bernoulli_targets, target_probabilities
 from .similarity import ItemSimilarity
@@ -33,6 +35,30 @@ def pick_device(requested: str | None = None) -> torch.device:
     if requested in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def pick_precision(requested: str | None, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype of the training forward passes, chosen at run time like the device (never a DVC param).
+
+    'auto' (default): bfloat16 on a CUDA card that supports it, else None (float32); 'fp32': None; 'bf16'.
+    Only training is autocast: every score that is ranked (validation, inference) stays float32, because
+    bfloat16's 8-bit mantissa would tie thousands of items and move the metrics.
+    """
+    if requested in (None, "", "auto"):
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r}: expected one of {PRECISIONS}")
+    return torch.bfloat16 if requested == "bf16" else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision for a training step when `dtype` is set (bfloat16 needs no loss scaling)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------- windows
@@ -104,7 +130,8 @@ class BackboneTraining:
 
 
 def train_backbone(backbone: Backbone, windows: torch.Tensor, val: EvalSet, cfg: BackboneTraining, device,
-                   generator: torch.Generator, log: Callable[[dict], None] = lambda row: None) -> dict:
+                   generator: torch.Generator, log: Callable[[dict], None] = lambda row: None,
+                   precision: torch.dtype | None = None) -> dict:
     """Train on `windows` [W, L+1] with early stopping on the validation metric; return the best state."""
     backbone.to(device)
     optim = torch.optim.Adam(backbone.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -117,7 +144,8 @@ def train_backbone(backbone: Backbone, windows: torch.Tensor, val: EvalSet, cfg:
                    disable=None, mininterval=5.0)
         for start in bar:
             batch = windows[order[start:start + cfg.batch_size]].to(device)
-            loss = backbone.training_loss(batch, generator=None if device.type != "cpu" else generator)
+            with autocast(device, precision):
+                loss = backbone.training_loss(batch, generator=None if device.type != "cpu" else generator)
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -175,7 +203,7 @@ def diffusion_start(logits: torch.Tensor, inf: Inference) -> torch.Tensor:
 
 
 @torch.no_grad()
-def diffusion_predict(denoiser: MLPDenoiser, schedule: dm.DiffusionSchedule, logits: torch.Tensor,
+def diffusion_predict(denoiser: nn.Module, schedule: dm.DiffusionSchedule, logits: torch.Tensor,
                       h_target: torch.Tensor, h_mean: torch.Tensor, inf: Inference, device,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """x0_hat [N, M+1] for every user: reverse chain from x^{T'} built from the backbone's output."""
@@ -191,10 +219,10 @@ def diffusion_predict(denoiser: MLPDenoiser, schedule: dm.DiffusionSchedule, log
     return torch.cat(outs)
 
 
-def train_diffusion(backbone: Backbone, denoiser: MLPDenoiser, schedule: dm.DiffusionSchedule,
+def train_diffusion(backbone: Backbone, denoiser: nn.Module, schedule: dm.DiffusionSchedule,
                     similarity: ItemSimilarity, windows: torch.Tensor, val: EvalSet, cfg: DiffusionTraining,
                     inf: Inference, device, generator: torch.Generator,
-                    log: Callable[[dict], None] = lambda row: None) -> dict:
+                    log: Callable[[dict], None] = lambda row: None, precision: torch.dtype | None = None) -> dict:
     """Train f_theta on masked training windows [N, L] (one fresh mask and x_0 per window per epoch) with the
     backbone frozen; every `eval_every` epochs run the whole inference on validation and keep the best state."""
     backbone.to(device).eval()
@@ -224,11 +252,12 @@ def train_diffusion(backbone: Backbone, denoiser: MLPDenoiser, schedule: dm.Diff
             x0 = bernoulli_targets(q.cpu(), generator).to(device)
             noise = torch.randn(x0.shape, generator=generator).to(device)
             x_t = dm.q_sample(schedule, x0, t, noise)
-            with torch.no_grad():
-                seqs, target_pos = backbone.masked_input(batch, pos)
-                h_target, h_mean = backbone.guidance(seqs, target_pos)
-            pred = denoiser(x_t, t, guidance_vector(h_target, h_mean, denoiser.guidance))
-            loss = dm.diffusion_loss(pred, x0, targets, cfg.loss)
+            with autocast(device, precision):
+                with torch.no_grad():
+                    seqs, target_pos = backbone.masked_input(batch, pos)
+                    h_target, h_mean = backbone.guidance(seqs, target_pos)
+                pred = denoiser(x_t, t, guidance_vector(h_target, h_mean, denoiser.guidance))
+                loss = dm.diffusion_loss(pred.float(), x0, targets, cfg.loss)
             optim.zero_grad()
             loss.backward()
             optim.step()

@@ -28,7 +28,7 @@ class SASRec(Backbone):
             raise ValueError(f"SASRec loss {loss!r}: expected 'ce' or 'bce'")
         if readout not in ("last", "mask"):
             raise ValueError(f"SASRec readout {readout!r}: expected 'last' or 'mask'")
-        self.loss, self.readout = loss, readout
+        self.blocks, self.heads, self.loss, self.readout = blocks, heads, loss, readout
         self.encoder = TransformerEncoder(num_items, max_len, hidden, blocks, heads, hidden, dropout, causal=True)
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
@@ -67,4 +67,5 @@ class SASRec(Backbone):
             F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
 
     def config(self) -> dict:
-        return {**super().config(), "loss": self.loss, "readout": self.readout}
+        return {**super().config(), "blocks": self.blocks, "heads": self.heads, "loss": self.loss,
+                "readout": self.readout}

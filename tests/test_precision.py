@@ -1,0 +1,46 @@
+"""Mixed precision: chosen at run time like the device, bfloat16 autocast of training steps only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from globaldiff.backbones import build_backbone
+from globaldiff.train import (BackboneTraining, autocast, evaluation_sets, pick_precision, seed_everything,
+                              sliding_windows, train_backbone)
+
+CPU = torch.device("cpu")
+
+
+def test_pick_precision():
+    assert pick_precision(None, CPU) is None and pick_precision("auto", CPU) is None   # CPU: float32
+    assert pick_precision("fp32", torch.device("cuda")) is None
+    assert pick_precision("bf16", CPU) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        pick_precision("fp16", CPU)
+
+
+def test_autocast_casts_inside_and_is_a_no_op_without_a_dtype():
+    layer, x = torch.nn.Linear(3, 2), torch.randn(4, 3)
+    with autocast(CPU, None):
+        assert layer(x).dtype == torch.float32
+    with autocast(CPU, torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+    assert layer(x).dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_training_in_bf16_runs_and_keeps_float32_weights(name):
+    rng = np.random.default_rng(0)
+    train = [rng.integers(1, 13, size=12) for _ in range(16)]
+    val, test = rng.integers(1, 13, size=16), rng.integers(1, 13, size=(16, 1))
+    options = {"hidden": 8, "ffn": 16} if name == "bert4rec" else {"hidden": 8}
+    backbone = build_backbone(name, 12, 4, options)
+    windows = sliding_windows(train, 5, 1)
+    val_set, _ = evaluation_sets(train, val, test, 4)
+    cfg = BackboneTraining(epochs=2, batch_size=8, patience=5)
+    rows = []
+    state = train_backbone(backbone, windows, val_set, cfg, CPU, seed_everything(0), rows.append, torch.bfloat16)
+    assert all(np.isfinite(row["loss"]) for row in rows) and len(rows) == 2
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
