@@ -164,9 +164,17 @@ SCHEMA: dict[str, Any] = {
     "ensemble": {"norm": choice(CHOICES["ensemble.norm"])},
     "eval": {"exclude": choice(CHOICES["eval.exclude"])},
     "controls": optional(list_of(text, nonempty=False)),  # evaluate's controls: names checked in validate
+    "ablations": {                                         # checked against the study in ablation.check_ablations
+        "dataset": text,
+        "backbone": text,
+        "seeds": list_of(number(0, integer=True)),
+        "run": list_of(text, nonempty=False),              # the variants `dvc repro` runs (DVC matrix axis)
+        "variants": None,                                  # name -> {dotted key: value}
+    },
 }
 TOP_LEVEL = set(SCHEMA)
-OPTIONAL = {"diffusion.weight_decay", "inference.batch_size", "inference.start_step", "inference.noise", "controls"}
+OPTIONAL = {"diffusion.weight_decay", "inference.batch_size", "inference.start_step", "inference.noise", "controls",
+            "ablations"}
 
 # datasets.<name>: the keys of every entry, then each loader's own (the loaders in data/loaders.py read them).
 DATASET_KEYS: dict[str, Any] = {
@@ -388,6 +396,10 @@ def validate(params: dict) -> dict:
         for i, name in enumerate(params["controls"]):
             if name not in CONTROLS:
                 raise ConfigError(f"params.yaml: controls[{i}] = {name!r}: expected one of {list(CONTROLS)}")
+    if "ablations" in params:
+        from .ablation import check_ablations
+
+        check_ablations(params)
     return params
 
 
