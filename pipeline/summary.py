@@ -1,19 +1,19 @@
 """Stage summary: reports/results.md and reports/results.json from the per-run metrics files; the paper's
 Tables 1-3 beside ours, the attribution and ablation tables (beyond the paper) in reports/tables/ (Markdown,
-LaTeX, CSV); Figures 4-6 in reports/figures/.
+LaTeX, CSV), with Figure 3's numbers; Figures 3-6 in reports/figures/.
 Missing per-user ranks give "n/a" p-values; datasets not preprocessed give "not run" rows."""
 
 from pathlib import Path
 
 from globaldiff import paths
 from globaldiff.cli import run_stage
-from globaldiff.figures import figure4, figure5, figure6, read_curve
+from globaldiff.figures import figure3, figure4, figure5, figure6, read_curve
 from globaldiff.io import atomic_path, read_json, write_json
 from globaldiff.params import load_params
 from globaldiff.report import (ablation_groups, ablation_table, aggregate, attribution_table, collect_ranks,
-                               load_ranks, pvalues_by_run, read_paper_table1, read_paper_table2, read_paper_table3,
-                               read_stats, recipe_text, results_json, results_markdown, table1, table2, table3,
-                               to_markdown, write_table)
+                               load_ranks, longterm_table, pvalues_by_run, read_paper_table1, read_paper_table2,
+                               read_paper_table3, read_stats, recipe_text, results_json, results_markdown, table1,
+                               table2, table3, to_markdown, write_table)
 
 PAPER = Path("data/paper")
 TABLES = Path("reports/tables")
@@ -48,6 +48,12 @@ def main() -> None:
         figure5(curves, FIGURES / f"figure5_{dataset}", dataset)
     if params.get("ablations", {}).get("run"):
         ablations(params)
+    if params.get("longterm"):
+        lt = params["longterm"]
+        runs = [read_json(paths.longterm_dir(lt["dataset"], lt["backbone"], s) / "metrics.json") for s in lt["seeds"]]
+        write_table("longterm", longterm_table(runs, dataset=lt["dataset"], backbone=lt["backbone"],
+                                               gamma=params["diffusion"]["select_gamma"]), TABLES)
+        figure3(runs, FIGURES / f"figure3_{lt['dataset']}_{lt['backbone']}", lt["dataset"], lt["backbone"])
     for d in disagreements:
         print(f"direction differs from the paper: {d.dataset} {d.backbone} {d.metric}: "
               f"ours {d.ours_pct:+.2f}%, paper {d.paper_pct:+.2f}%")

@@ -54,3 +54,15 @@ def test_figure4_and_figure6_write_stable_files(tmp_path):
                                              "10,0.3,0.2,0.2,0.4,0.1,0.1,0.2,\n"])
     paths = figure6({"T = 20": [curve], "T = 100": [curve, curve]}, tmp_path / "fig6", "ml-1m", "sasrec")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 5000 for p in paths)
+
+
+def test_figure3_writes_png_and_pdf(tmp_path):
+    from globaldiff.figures import figure3
+
+    def run(shift):
+        return {"test": {f"P{p}": {m: {"HR@20": 0.3 - 0.02 * p + shift + (0.01 if m == "fusion" else 0),
+                                       "NDCG@20": 0.1 - 0.01 * p + shift}
+                                   for m in ("backbone", "fusion")} for p in (1, 2, 3, 4)}}
+
+    paths = figure3([run(0.0), run(0.01)], tmp_path / "fig3", "ml-1m", "sasrec")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 5000 for p in paths)

@@ -285,3 +285,18 @@ def test_ablation_table_rows_pvalues_and_missing_reference():
     missing = ablation_table([], {"T200": [metrics(0.36)]}, {"T200": {"T": 200}}, None, variant_ranks,
                              dataset="ml-1m", backbone="sasrec", gamma=0.5)
     assert [str(c) for c in missing.rows[0][3:]] == ["not run"] * 6 and str(missing.rows[1][-1]) == "n/a"
+
+
+def test_longterm_table_per_horizon():
+    from globaldiff.report import longterm_table
+
+    def run(b, f):
+        return {"test": {f"P{p}": {"backbone": dict.fromkeys(("HR@10", "HR@20", "NDCG@10", "NDCG@20"), b / p),
+                                   "fusion": dict.fromkeys(("HR@10", "HR@20", "NDCG@10", "NDCG@20"), f / p)}
+                         for p in (1, 2, 3, 4)}}
+
+    table = longterm_table([run(0.2, 0.25)], dataset="ml-1m", backbone="sasrec", gamma=0.5)
+    rows = [[str(c) for c in r] for r in table.rows]
+    assert len(rows) == 12 and rows[0][:4] == ["1", "SASRec", "1", "0.2000"]
+    assert rows[4][:4] == ["2", "SASRec+GlobalDiff", "1", "0.1250"] and rows[5][3] == "+25.00%"
+    assert "gamma = 0.5" in table.caption

@@ -1,6 +1,7 @@
 """The paper's figures, redrawn from files the pipeline wrote (curves, metrics); matplotlib only, PNG + PDF.
 
-Figures 4 (guidance) and 6 (diffusion steps) are drawn from the ablation stages; Figure 5 (voting
+Figure 3 (long-term prediction) is drawn from the longterm stage, Figures 4 (guidance) and 6 (diffusion
+steps) from the ablation stages; Figure 5 (voting
 performance across diffusion epochs) is drawn from the validation passes that
 train_diffusion logs every `diffusion.eval_every` epochs: the paper plots test metrics, but looking at test
 data during training would be choosing on test, so ours is the validation curve (the caption says so).
@@ -119,5 +120,29 @@ def figure6(curves_by_steps: Mapping[str, Sequence[list[dict[str, float]]]], ste
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def figure3(runs: Sequence[Mapping], stem: str | Path, dataset: str, backbone: str,
+            metrics: Sequence[str] = ("HR@20", "NDCG@20")) -> list[Path]:
+    """Figure 3: long-term prediction, test `metrics` of the P-th future item (P = 1..4) for the backbone and
+    +GlobalDiff from one fixed input; points are means over seeds, whiskers +- one std."""
+    horizons = sorted(runs[0]["test"], key=lambda h: int(h[1:])) if runs else []
+    steps = [int(h[1:]) for h in horizons]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.0), squeeze=False)
+    for col, metric in enumerate(metrics):
+        ax = axes[0][col]
+        for model, label in (("backbone", backbone), ("fusion", f"{backbone}+GlobalDiff")):
+            values = np.array([[r["test"][h][model][metric] for h in horizons] for r in runs], dtype=np.float64)
+            std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(steps))
+            ax.errorbar(steps, values.mean(axis=0), yerr=std, marker="o", capsize=3, label=label)
+        ax.set_xticks(steps)
+        ax.set_title(f"{dataset}: test {metric} of the P-th next item ({len(runs)} seed{'s' if len(runs) != 1 else ''})",
+                     fontsize=9)
+        ax.set_xlabel("P")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, stem)
