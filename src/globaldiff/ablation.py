@@ -2,8 +2,8 @@
 params overridden, everything else as in the main run.
 
 A variant is a name and a nested mapping of the params it changes, e.g. `T200: {T: 200}` or
-`kmeans100: {similarity: {method: kmeans, clusters: 100}}`. Only the diffusion side may change (the backbone is reused as trained), and the merged params must pass the same schema as
-params.yaml. Metrics are taken at `diffusion.select_gamma`, not `gamma`, so that changing `gamma` never
+`kmeans100: {similarity: {method: kmeans, clusters: 100}}`. Only the diffusion side may change (the backbone
+is reused as trained), and the merged params must pass the same schema as params.yaml. Metrics are taken at `diffusion.select_gamma`, not `gamma`, so that changing `gamma` never
 retrains an ablation.
 """
 
