@@ -70,6 +70,14 @@ def test_ablations_must_fit_the_study(params, change, message):
         check_ablations(params)
 
 
+def test_no_ablation_run_needs_nothing_from_the_study(params):
+    params["study"]["backbones"] = ["cbit"]
+    with pytest.raises(ConfigError, match=r"ablations.backbone = 'sasrec'.*-S 'ablations.run=\[\]'"):
+        check_ablations(params)
+    params["ablations"]["run"] = []
+    check_ablations(params)
+
+
 def test_variant_names_and_bodies_checked(params):
     params["ablations"]["variants"]["T 300"] = {"T": 300}
     with pytest.raises(ConfigError, match="name 'T 300'"):

@@ -57,11 +57,11 @@ def test_repro_runs_every_stage_then_nothing(tiny_repo: Path):
         assert (tiny_repo / "reports" / name).stat().st_size > 0
     # one stage per ablation variant, on the main run's cached backbone; its metrics at diffusion.select_gamma
     assert {"ablation@guidance_none-0", "ablation@T3-0", "ablation@kmeans2-0"} <= first
-    ablation = json.loads((tiny_repo / "ablations/custom/sasrec/T3/seed0/metrics.json").read_text())
+    ablation = json.loads((tiny_repo / "models/custom/sasrec/ablations/T3/seed0/metrics.json").read_text())
     assert ablation["overrides"] == {"T": 3} and ablation["gamma"] == 0.5
     assert ablation["test"]["backbone"] == metrics_of(tiny_repo, "sasrec")["test"]["backbone"]
     assert "longterm@0" in first
-    longterm = json.loads((tiny_repo / "longterm/custom/sasrec/seed0/metrics.json").read_text())
+    longterm = json.loads((tiny_repo / "models/custom/sasrec/longterm/seed0/metrics.json").read_text())
     assert list(longterm["test"]) == ["P1", "P2", "P3", "P4"]
     table3 = (tiny_repo / "reports/tables/table3.md").read_text()
     assert "K=2" in table3 and "exact cosine" in table3

@@ -73,20 +73,22 @@ def variant_params(params: Mapping, name: str) -> dict:
 
 
 def check_ablations(params: Mapping) -> None:
-    """The ablations section fits the study: its dataset, backbone and seeds are run by the study (their
-    backbones are what the ablations reuse), every variant has a plain name and valid overrides, and every
-    name in `run` is a variant."""
+    """The ablations section fits the study: when any variant is run, its dataset, backbone and seeds are run
+    by the study (their backbones are what the ablations reuse); every variant has a plain name and valid
+    overrides, and every name in `run` is a variant."""
     ab = params["ablations"]
     study = params["study"]
-    if ab["dataset"] not in study["datasets"]:
-        raise ConfigError(f"params.yaml: ablations.dataset = {ab['dataset']!r}: expected one of study.datasets "
-                          f"{study['datasets']} (the ablations reuse its trained backbones)")
-    if ab["backbone"] not in study["backbones"]:
-        raise ConfigError(f"params.yaml: ablations.backbone = {ab['backbone']!r}: expected one of study.backbones "
-                          f"{study['backbones']}")
-    missing = [s for s in ab["seeds"] if s not in study["seeds"]]
-    if missing:
-        raise ConfigError(f"params.yaml: ablations.seeds: {missing} not in study.seeds {study['seeds']}")
+    if ab["run"]:
+        fix = "; or -S 'ablations.run=[]' to run no ablation"
+        if ab["dataset"] not in study["datasets"]:
+            raise ConfigError(f"params.yaml: ablations.dataset = {ab['dataset']!r}: expected one of study.datasets "
+                              f"{study['datasets']} (the ablations reuse its trained backbones){fix}")
+        if ab["backbone"] not in study["backbones"]:
+            raise ConfigError(f"params.yaml: ablations.backbone = {ab['backbone']!r}: expected one of study.backbones "
+                              f"{study['backbones']} (the ablations reuse its trained models){fix}")
+        missing = [s for s in ab["seeds"] if s not in study["seeds"]]
+        if missing:
+            raise ConfigError(f"params.yaml: ablations.seeds: {missing} not in study.seeds {study['seeds']}{fix}")
     if not isinstance(ab["variants"], dict):
         raise ConfigError("params.yaml: ablations.variants: expected a mapping of name -> {dotted key: value}")
     for name, overrides in ab["variants"].items():

@@ -167,7 +167,7 @@ SCHEMA: dict[str, Any] = {
     "longterm": {                                          # Figure 3: dataset/backbone checked in validate
         "dataset": text,
         "backbone": text,
-        "seeds": list_of(number(0, integer=True)),
+        "seeds": list_of(number(0, integer=True), nonempty=False),
     },
     "ablations": {                                         # checked against the study in ablation.check_ablations
         "dataset": text,
@@ -403,9 +403,9 @@ def validate(params: dict) -> dict:
                 raise ConfigError(f"params.yaml: controls[{i}] = {name!r}: expected one of {list(CONTROLS)}")
     if "longterm" in params:
         lt = params["longterm"]
-        if lt["dataset"] not in _get(params, "study.datasets"):
+        if lt["seeds"] and lt["dataset"] not in _get(params, "study.datasets"):
             raise ConfigError(f"params.yaml: longterm.dataset = {lt['dataset']!r}: expected one of study.datasets "
-                              f"{params['study']['datasets']} (the study preprocesses it)")
+                              f"{params['study']['datasets']} (the study preprocesses it); or -S 'longterm.seeds=[]'")
         if lt["backbone"] not in REGISTRY or lt["backbone"] not in params["backbones"]:
             raise ConfigError(f"params.yaml: longterm.backbone = {lt['backbone']!r}: expected a backbone with an "
                               f"entry under 'backbones' ({sorted(params['backbones'])})")

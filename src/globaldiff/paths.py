@@ -32,9 +32,9 @@ def ranks_dir(dataset: str, backbone: str, seed: int) -> Path:
 
 def ablation_dir(dataset: str, backbone: str, variant: str, seed: int) -> Path:
     """One ablation run: diffusion.pt, diffusion_curve.csv, metrics.json and ranks/ (per-user test ranks)."""
-    return Path("ablations") / dataset / backbone / variant / f"seed{seed}"
+    return Path("models") / dataset / backbone / "ablations" / variant / f"seed{seed}"
 
 
 def longterm_dir(dataset: str, backbone: str, seed: int) -> Path:
     """One long-term run (Figure 3): backbone.pt, diffusion.pt, their curves and metrics.json (P1..P4)."""
-    return Path("longterm") / dataset / backbone / f"seed{seed}"
+    return Path("models") / dataset / backbone / "longterm" / f"seed{seed}"
