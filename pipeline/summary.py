@@ -1,16 +1,19 @@
 """Stage summary: reports/results.md and reports/results.json from the per-run metrics files; the paper's
-Tables 1 and 2 beside ours in reports/tables/ (Markdown, LaTeX, CSV); Figure 5 in reports/figures/.
+Tables 1-3 beside ours, the attribution and ablation tables (beyond the paper) in reports/tables/ (Markdown,
+LaTeX, CSV), with Figure 3's numbers; Figures 3-6 in reports/figures/.
 Missing per-user ranks give "n/a" p-values; datasets not preprocessed give "not run" rows."""
 
 from pathlib import Path
 
 from globaldiff import paths
 from globaldiff.cli import run_stage
-from globaldiff.figures import figure5, read_curve
+from globaldiff.figures import figure3, figure4, figure5, figure6, read_curve
 from globaldiff.io import atomic_path, read_json, write_json
 from globaldiff.params import load_params
-from globaldiff.report import (aggregate, collect_ranks, pvalues_by_run, read_paper_table1, read_paper_table2,
-                               read_stats, results_json, results_markdown, table1, table2, write_table)
+from globaldiff.report import (ablation_groups, ablation_table, aggregate, attribution_table, collect_ranks,
+                               load_ranks, longterm_table, pvalues_by_run, read_paper_table1, read_paper_table2,
+                               read_paper_table3, read_stats, recipe_text, results_json, results_markdown, table1,
+                               table2, table3, to_markdown, write_table)
 
 PAPER = Path("data/paper")
 TABLES = Path("reports/tables")
@@ -27,21 +30,63 @@ def main() -> None:
     paper = read_paper_table2(PAPER / "table2.csv")
     ranks = collect_ranks(study["datasets"], study["backbones"], study["seeds"])
     pvalues = pvalues_by_run(ranks)
+    recipes = {b: recipe_text(params["backbones"][b]["model"]) for b in study["backbones"]}
+    attribution = attribution_table(runs, ranks, recipes, gamma=gamma)
     with atomic_path("reports/results.md") as tmp:
-        Path(tmp).write_text(results_markdown(summary, paper, gamma, exclude, pvalues))
+        Path(tmp).write_text(results_markdown(summary, paper, gamma, exclude, pvalues) + "\n"
+                             + to_markdown(attribution))
     write_json("reports/results.json", results_json(summary))
 
     if (PAPER / "table1.csv").is_file():
         write_table("table1", table1(read_stats(study["datasets"]), read_paper_table1(PAPER / "table1.csv")), TABLES)
     table, disagreements = table2(summary, paper, pvalues, gamma=gamma, exclude=exclude)
     write_table("table2", table, TABLES)
+    write_table("attribution", attribution, TABLES)
     for dataset in study["datasets"]:
         curves = {b: [read_curve(paths.run_dir(dataset, b, s) / "diffusion_curve.csv") for s in study["seeds"]]
                   for b in study["backbones"]}
         figure5(curves, FIGURES / f"figure5_{dataset}", dataset)
+    if params.get("ablations", {}).get("run"):
+        ablations(params)
+    if params.get("longterm"):
+        lt = params["longterm"]
+        runs = [read_json(paths.longterm_dir(lt["dataset"], lt["backbone"], s) / "metrics.json") for s in lt["seeds"]]
+        write_table("longterm", longterm_table(runs, dataset=lt["dataset"], backbone=lt["backbone"],
+                                               gamma=params["diffusion"]["select_gamma"]), TABLES)
+        figure3(runs, FIGURES / f"figure3_{lt['dataset']}_{lt['backbone']}", lt["dataset"], lt["backbone"])
     for d in disagreements:
         print(f"direction differs from the paper: {d.dataset} {d.backbone} {d.metric}: "
               f"ours {d.ours_pct:+.2f}%, paper {d.paper_pct:+.2f}%")
+
+
+def ablations(params: dict) -> None:
+    """The ablation table, Figures 4 and 6 and Table 3 from the ablation stages' files and the main run's."""
+    ab = params["ablations"]
+    dataset, backbone, seeds, names = ab["dataset"], ab["backbone"], ab["seeds"], ab["run"]
+    select_gamma = params["diffusion"]["select_gamma"]
+    # the main run's test metrics are comparable only when it was evaluated at the ablations' gamma
+    comparable = params["gamma"] == select_gamma
+    reference = [read_json(paths.metrics_file(dataset, backbone, s)) for s in seeds] if comparable else []
+    reference_ranks = [load_ranks(paths.ranks_dir(dataset, backbone, s)) for s in seeds] if comparable else None
+    folders = {v: [paths.ablation_dir(dataset, backbone, v, s) for s in seeds] for v in names}
+    runs = {v: [read_json(f / "metrics.json") for f in fs] for v, fs in folders.items()}
+    ranks = {v: [load_ranks(f / "ranks") for f in fs] for v, fs in folders.items()}
+    curves = {v: [read_curve(f / "diffusion_curve.csv") for f in fs] for v, fs in folders.items()}
+    curves[""] = [read_curve(paths.run_dir(dataset, backbone, s) / "diffusion_curve.csv") for s in seeds]
+    runs[""] = reference
+    write_table("ablations", ablation_table(reference, {v: runs[v] for v in names}, ab["variants"], reference_ranks,
+                                            ranks, dataset=dataset, backbone=backbone, gamma=select_gamma), TABLES)
+    groups = ablation_groups(params, names)
+    figure4_runs = {label: runs[v] for label, v in groups["figure4"].items() if runs[v]}
+    if len(figure4_runs) > 1:
+        figure4(figure4_runs, FIGURES / f"figure4_{dataset}_{backbone}", dataset, backbone)
+    if len(groups["figure6"]) > 1:
+        figure6({label: curves[v] for label, v in groups["figure6"].items()}, FIGURES / f"figure6_{dataset}_{backbone}",
+                dataset, backbone)
+    if len(groups["table3"]) > 1 and (PAPER / "table3.csv").is_file():
+        variants = [{"variant": label, "runs": runs[v]} for label, v in groups["table3"].items()]
+        write_table("table3", table3(variants, read_paper_table3(PAPER / "table3.csv"), dataset=dataset,
+                                     backbone=backbone), TABLES)
 
 
 if __name__ == "__main__":

@@ -185,6 +185,10 @@ def tiny_params() -> dict:
     params["backbones"]["sasrec"]["train"].update({"epochs": 2, "patience": 1, "batch_size": 32})
     params["diffusion"].update({"epochs": 2, "eval_every": 1, "batch_size": 16})
     params["denoiser"].update({"hidden": 16, "time_dim": 8})
+    params["longterm"].update({"dataset": "custom", "backbone": "sasrec", "seeds": [0]})
+    params["ablations"].update({"dataset": "custom", "backbone": "sasrec", "seeds": [0],
+                                "run": ["guidance_none", "T3", "kmeans2"]})
+    params["ablations"]["variants"].update({"T3": {"T": 3}, "kmeans2": {"similarity": {"method": "kmeans", "clusters": 2}}})
     return params
 
 

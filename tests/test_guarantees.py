@@ -257,6 +257,7 @@ def test_backbone_options_follow_the_constructor(committed, name):
         {k: p.default for k, p in options.items() if p.default is not inspect.Parameter.empty}
     committed["backbones"][name] = {"model": dict(model), "train": {"stride": 10}}
     committed["study"]["backbones"] = [name]
+    committed["ablations"]["backbone"] = name
     validate(committed)
     REGISTRY[name](num_items=5, max_len=4, **model)  # what validation accepts, the class accepts
     committed["backbones"][name]["model"]["hiden"] = 64

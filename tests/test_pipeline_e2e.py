@@ -31,6 +31,10 @@ def tiny_repo(tmp_path_factory) -> Path:
     return make_tiny_repo(tmp_path_factory.mktemp("tiny"), params)
 
 
+def metrics_of(repo: Path, backbone: str) -> dict:
+    return json.loads((repo / f"reports/metrics/custom/{backbone}/seed0.json").read_text())
+
+
 def test_repro_runs_every_stage_then_nothing(tiny_repo: Path):
     first = _ran(_run([sys.executable, "-m", "dvc", "repro"], tiny_repo))
     assert {"download@custom", "preprocess@custom", "similarity@custom", "summary"} <= first
@@ -46,8 +50,21 @@ def test_repro_runs_every_stage_then_nothing(tiny_repo: Path):
         assert (tiny_repo / f"ranks/custom/{backbone}/seed0/fusion.npy").is_file()
     results = (tiny_repo / "reports/results.md").read_text()
     assert all(name in results for name in ("SASRec", "BERT4Rec", "CBiT", "SRGNN"))
-    for name in ("tables/table1.md", "tables/table2.tex", "tables/table2.csv", "figures/figure5_custom.png"):
+    for name in ("tables/table1.md", "tables/table2.tex", "tables/table2.csv", "figures/figure5_custom.png",
+                 "tables/attribution.md", "tables/ablations.csv", "tables/table3.tex",
+                 "figures/figure4_custom_sasrec.pdf", "figures/figure6_custom_sasrec.png",
+                 "tables/longterm.md", "figures/figure3_custom_sasrec.png"):
         assert (tiny_repo / "reports" / name).stat().st_size > 0
+    # one stage per ablation variant, on the main run's cached backbone; its metrics at diffusion.select_gamma
+    assert {"ablation@guidance_none-0", "ablation@T3-0", "ablation@kmeans2-0"} <= first
+    ablation = json.loads((tiny_repo / "models/custom/sasrec/ablations/T3/seed0/metrics.json").read_text())
+    assert ablation["overrides"] == {"T": 3} and ablation["gamma"] == 0.5
+    assert ablation["test"]["backbone"] == metrics_of(tiny_repo, "sasrec")["test"]["backbone"]
+    assert "longterm@0" in first
+    longterm = json.loads((tiny_repo / "models/custom/sasrec/longterm/seed0/metrics.json").read_text())
+    assert list(longterm["test"]) == ["P1", "P2", "P3", "P4"]
+    table3 = (tiny_repo / "reports/tables/table3.md").read_text()
+    assert "K=2" in table3 and "exact cosine" in table3
     assert _ran(_run([sys.executable, "-m", "dvc", "repro"], tiny_repo)) == set()
     assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], tiny_repo)
 

@@ -239,3 +239,64 @@ def test_results_json_keeps_the_means():
     out = results_json(aggregate(RUNS))
     assert out["ml-1m"]["sasrec"]["fusion"]["HR@10"] == 0.23
     assert set(out["ml-1m"]["sasrec"]) == {"backbone", "fusion", "diffusion"}
+
+
+def test_attribution_table_columns_changes_pvalues_and_not_run():
+    from globaldiff.report import SECOND_OPINIONS, attribution_table, recipe_text
+
+    runs = [run(0, (0.20, 0.10), (0.22, 0.09), (0.10, 0.05)), run(1, (0.22, 0.12), (0.24, 0.11), (0.12, 0.07))]
+    for r, value in zip(runs, (0.30, 0.32)):
+        r["test"] = {**r["test"], "fusion_popularity": {k: value for k in ("HR@10", "HR@20", "NDCG@10", "NDCG@20")}}
+    runs[0]["test"]["fusion_random"] = runs[0]["test"]["backbone"]     # the second seed lacks it
+    users = 30
+    ranks = {("ml-1m", "sasrec"): [{"backbone": np.full(users, 50), "fusion": np.full(users, 50),
+                                    "fusion_popularity": np.arange(1, users + 1)} for _ in range(2)]}
+    table = attribution_table(runs, ranks, {"sasrec": recipe_text({"hidden": 64, "loss": "ce"})}, gamma=0.5)
+    assert table.header[-4:] == list(SECOND_OPINIONS.values())
+    by_row = {(str(r[2]), str(r[3])): [str(c) for c in r[5:]] for r in table.rows}
+    assert by_row[("HR@10", "mean")] == ["0.2100 ± 0.0141", "0.2300 ± 0.0141", "not run", "0.3100 ± 0.0141", "not run"]
+    assert by_row[("HR@10", "change %")] == ["", "+9.52%", "not run", "+47.62%", "not run"]
+    # fusion equals the backbone for every user (p = 1); popularity puts the first 10 users in the top 10
+    p_row = by_row[("HR@10", "p-value")]
+    assert p_row[1] == "1.000" and p_row[2] == "not run" and p_row[4] == "not run"
+    assert float(p_row[3]) < 0.01
+    assert by_row[("NDCG@10", "mean")][1] == "0.1000 ± 0.0141"
+    assert "SASRec: hidden 64, loss ce." in table.footnotes
+    assert "not run" in to_csv(table) and "0.21" in to_csv(table)
+
+
+def test_ablation_table_rows_pvalues_and_missing_reference():
+    from globaldiff.report import ablation_table
+
+    def metrics(hr20, alone=0.1):
+        fusion = {"HR@10": hr20 / 2, "HR@20": hr20, "NDCG@10": hr20 / 4, "NDCG@20": hr20 / 3}
+        return {"test": {"fusion": fusion, "diffusion": {**fusion, "HR@20": alone}}}
+
+    users = 40
+    reference_ranks = [{"fusion": np.full(users, 30)}]
+    variant_ranks = {"T200": [{"fusion": np.full(users, 5)}]}
+    table = ablation_table([metrics(0.30)], {"T200": [metrics(0.36, 0.2)]}, {"T200": {"T": 200}}, reference_ranks,
+                           variant_ranks, dataset="ml-1m", backbone="sasrec", gamma=0.5)
+    rows = [[str(c) for c in r] for r in table.rows]
+    assert rows[0] == ["main run", "(params.yaml)", "1", "0.1500", "0.3000", "0.0750", "0.1000", "0.1000", ""]
+    assert rows[1][:2] == ["T200", "T = 200"] and rows[1][4] == "0.3600" and rows[1][7] == "0.2000"
+    assert float(rows[1][8]) < 0.001                      # every user moved from rank 30 into the top 20
+    assert "gamma = 0.5" in table.caption
+    missing = ablation_table([], {"T200": [metrics(0.36)]}, {"T200": {"T": 200}}, None, variant_ranks,
+                             dataset="ml-1m", backbone="sasrec", gamma=0.5)
+    assert [str(c) for c in missing.rows[0][3:]] == ["not run"] * 6 and str(missing.rows[1][-1]) == "n/a"
+
+
+def test_longterm_table_per_horizon():
+    from globaldiff.report import longterm_table
+
+    def run(b, f):
+        return {"test": {f"P{p}": {"backbone": dict.fromkeys(("HR@10", "HR@20", "NDCG@10", "NDCG@20"), b / p),
+                                   "fusion": dict.fromkeys(("HR@10", "HR@20", "NDCG@10", "NDCG@20"), f / p)}
+                         for p in (1, 2, 3, 4)}}
+
+    table = longterm_table([run(0.2, 0.25)], dataset="ml-1m", backbone="sasrec", gamma=0.5)
+    rows = [[str(c) for c in r] for r in table.rows]
+    assert len(rows) == 12 and rows[0][:4] == ["1", "SASRec", "1", "0.2000"]
+    assert rows[4][:4] == ["2", "SASRec+GlobalDiff", "1", "0.1250"] and rows[5][3] == "+25.00%"
+    assert "gamma = 0.5" in table.caption

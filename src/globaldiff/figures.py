@@ -1,6 +1,8 @@
 """The paper's figures, redrawn from files the pipeline wrote (curves, metrics); matplotlib only, PNG + PDF.
 
-Figure 5 (voting performance across diffusion epochs) is drawn from the validation passes that
+Figure 3 (long-term prediction) is drawn from the longterm stage, Figures 4 (guidance) and 6 (diffusion
+steps) from the ablation stages; Figure 5 (voting
+performance across diffusion epochs) is drawn from the validation passes that
 train_diffusion logs every `diffusion.eval_every` epochs: the paper plots test metrics, but looking at test
 data during training would be choosing on test, so ours is the validation curve (the caption says so).
 """
@@ -74,6 +76,73 @@ def figure5(curves_by_backbone: Mapping[str, Sequence[list[dict[str, float]]]], 
             ax.set_xlabel("diffusion epoch")
             ax.set_ylabel(metric)
             ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def figure4(runs_by_guidance: Mapping[str, Sequence[Mapping]], stem: str | Path, dataset: str, backbone: str,
+            metrics: Sequence[str] = ("HR@20", "NDCG@20"), part: str = "test") -> list[Path]:
+    """Figure 4: +GlobalDiff with full, target-only and no guidance; bars are means over seeds, whiskers +- one
+    std (none for one seed)."""
+    labels = list(runs_by_guidance)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    for col, metric in enumerate(metrics):
+        ax = axes[0][col]
+        values = [np.array([r[part]["fusion"][metric] for r in runs_by_guidance[g]], dtype=np.float64) for g in labels]
+        means = [v.mean() for v in values]
+        stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in values]
+        ax.bar(range(len(labels)), means, yerr=stds, capsize=4, color=plt.cm.tab10(np.arange(len(labels))))
+        ax.set_xticks(range(len(labels)), labels)
+        low = min(means) if means else 0.0
+        ax.set_ylim(low * 0.9, max(m + s for m, s in zip(means, stds)) * 1.03 if means else 1.0)
+        seeds = min((len(v) for v in values), default=0)
+        ax.set_title(f"{backbone}+GlobalDiff on {dataset}: {part} {metric} ({seeds} seed{'s' if seeds != 1 else ''})",
+                     fontsize=9)
+        ax.set_xlabel("guidance")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def figure6(curves_by_steps: Mapping[str, Sequence[list[dict[str, float]]]], stem: str | Path, dataset: str,
+            backbone: str, metric: str = "HR@20") -> list[Path]:
+    """Figure 6: validation `metric` of the fusion across diffusion epochs, one line per number of diffusion
+    steps T (means over seeds, bands +- one std)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for label, curves in curves_by_steps.items():
+        epochs, mean, std = validation_points(curves, f"val_fusion_{metric}")
+        if len(epochs):
+            ax.plot(epochs, mean, marker="o", label=label)
+            ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+    ax.set_title(f"{backbone}+GlobalDiff on {dataset}: validation {metric} by diffusion steps", fontsize=9)
+    ax.set_xlabel("diffusion epoch")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def figure3(runs: Sequence[Mapping], stem: str | Path, dataset: str, backbone: str,
+            metrics: Sequence[str] = ("HR@20", "NDCG@20")) -> list[Path]:
+    """Figure 3: long-term prediction, test `metrics` of the P-th future item (P = 1..4) for the backbone and
+    +GlobalDiff from one fixed input; points are means over seeds, whiskers +- one std."""
+    horizons = sorted(runs[0]["test"], key=lambda h: int(h[1:])) if runs else []
+    steps = [int(h[1:]) for h in horizons]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.0), squeeze=False)
+    for col, metric in enumerate(metrics):
+        ax = axes[0][col]
+        for model, label in (("backbone", backbone), ("fusion", f"{backbone}+GlobalDiff")):
+            values = np.array([[r["test"][h][model][metric] for h in horizons] for r in runs], dtype=np.float64)
+            std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(steps))
+            ax.errorbar(steps, values.mean(axis=0), yerr=std, marker="o", capsize=3, label=label)
+        ax.set_xticks(steps)
+        ax.set_title(f"{dataset}: test {metric} of the P-th next item ({len(runs)} seed{'s' if len(runs) != 1 else ''})",
+                     fontsize=9)
+        ax.set_xlabel("P")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, stem)

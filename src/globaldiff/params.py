@@ -164,9 +164,22 @@ SCHEMA: dict[str, Any] = {
     "ensemble": {"norm": choice(CHOICES["ensemble.norm"])},
     "eval": {"exclude": choice(CHOICES["eval.exclude"])},
     "controls": optional(list_of(text, nonempty=False)),  # evaluate's controls: names checked in validate
+    "longterm": {                                          # Figure 3: dataset/backbone checked in validate
+        "dataset": text,
+        "backbone": text,
+        "seeds": list_of(number(0, integer=True), nonempty=False),
+    },
+    "ablations": {                                         # checked against the study in ablation.check_ablations
+        "dataset": text,
+        "backbone": text,
+        "seeds": list_of(number(0, integer=True)),
+        "run": list_of(text, nonempty=False),              # the variants `dvc repro` runs (DVC matrix axis)
+        "variants": None,                                  # name -> {dotted key: value}
+    },
 }
 TOP_LEVEL = set(SCHEMA)
-OPTIONAL = {"diffusion.weight_decay", "inference.batch_size", "inference.start_step", "inference.noise", "controls"}
+OPTIONAL = {"diffusion.weight_decay", "inference.batch_size", "inference.start_step", "inference.noise", "controls",
+            "ablations", "longterm"}
 
 # datasets.<name>: the keys of every entry, then each loader's own (the loaders in data/loaders.py read them).
 DATASET_KEYS: dict[str, Any] = {
@@ -388,6 +401,18 @@ def validate(params: dict) -> dict:
         for i, name in enumerate(params["controls"]):
             if name not in CONTROLS:
                 raise ConfigError(f"params.yaml: controls[{i}] = {name!r}: expected one of {list(CONTROLS)}")
+    if "longterm" in params:
+        lt = params["longterm"]
+        if lt["seeds"] and lt["dataset"] not in _get(params, "study.datasets"):
+            raise ConfigError(f"params.yaml: longterm.dataset = {lt['dataset']!r}: expected one of study.datasets "
+                              f"{params['study']['datasets']} (the study preprocesses it); or -S 'longterm.seeds=[]'")
+        if lt["backbone"] not in REGISTRY or lt["backbone"] not in params["backbones"]:
+            raise ConfigError(f"params.yaml: longterm.backbone = {lt['backbone']!r}: expected a backbone with an "
+                              f"entry under 'backbones' ({sorted(params['backbones'])})")
+    if "ablations" in params:
+        from .ablation import check_ablations
+
+        check_ablations(params)
     return params
 
 

@@ -28,3 +28,13 @@ def metrics_file(dataset: str, backbone: str, seed: int) -> Path:
 def ranks_dir(dataset: str, backbone: str, seed: int) -> Path:
     """Per-user test ranks of one run (backbone.npy, diffusion.npy, fusion.npy): the paired tests' input."""
     return Path("ranks") / dataset / backbone / f"seed{seed}"
+
+
+def ablation_dir(dataset: str, backbone: str, variant: str, seed: int) -> Path:
+    """One ablation run: diffusion.pt, diffusion_curve.csv, metrics.json and ranks/ (per-user test ranks)."""
+    return Path("models") / dataset / backbone / "ablations" / variant / f"seed{seed}"
+
+
+def longterm_dir(dataset: str, backbone: str, seed: int) -> Path:
+    """One long-term run (Figure 3): backbone.pt, diffusion.pt, their curves and metrics.json (P1..P4)."""
+    return Path("models") / dataset / backbone / "longterm" / f"seed{seed}"

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .io import atomic_path
-from .significance import run_pvalues
+from .significance import compare_runs, run_pvalues
 
 METRICS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20")
 PAPER_NAMES = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "cbit": "CBiT", "srgnn": "SRGNN"}
@@ -493,3 +493,165 @@ def table3(variants: Sequence[Mapping], paper: Mapping[str, Mapping[str, float]]
         footnotes=["Ours: mean ± sample std over the seeds counted in column seeds (one seed: the mean alone). "
                    "K=k: K-means similarity with k clusters; pairwise: exact cosine similarity of all item pairs.",
                    f"{NOT_RUN}: a variant we did not run; {NOT_REPORTED}: the paper gives no number."])
+
+
+# --- Attribution (beyond the paper) ---------------------------------------------------------------------
+
+SECOND_OPINIONS = {"fusion": "+GlobalDiff", "fusion_propagated": "+softmax(y)A", "fusion_popularity": "+popularity",
+                   "fusion_random": "+random"}
+
+
+def attribution_table(runs: Sequence[Mapping], ranks: Mapping[tuple[str, str], Sequence[Mapping[str, np.ndarray]]],
+                      recipes: Mapping[str, str] | None = None, *, metrics: Sequence[str] = ("HR@10", "NDCG@10"),
+                      part: str = "test", gamma: float | None = None) -> Table:
+    """Where a gain comes from: each backbone alone and fused (eq. 8, same gamma) with GlobalDiff's x0_hat and
+    with each control of controls.py, mean ± std over seeds, the change against the backbone alone and the
+    paired p-value (Wilcoxon over users, seeds averaged per user; `ranks` as `collect_ranks`).
+
+    `runs` are metrics files (dataset, backbone, seed, part -> model -> metric). A second opinion missing from
+    any seed of a run reads "not run"; `recipes` {backbone: text} names each backbone's training recipe.
+    """
+    grouped: dict[tuple[str, str], list[Mapping]] = {}
+    for run in runs:
+        grouped.setdefault((run["dataset"], run["backbone"]), []).append(run)
+    header = ["dataset", "backbone", "metric", "row", "seeds", "backbone alone", *SECOND_OPINIONS.values()]
+    rows: list[list[Cell | str]] = []
+    breaks: list[int] = []
+    for (dataset, backbone), group in sorted(grouped.items()):
+        name = PAPER_NAMES.get(backbone, backbone)
+        seeds = Cell(str(len(group)), len(group))
+        seed_ranks = ranks.get((dataset, backbone))
+        for metric in metrics:
+            breaks.append(len(rows))
+            base = _mean_std([r[part]["backbone"][metric] for r in group])
+            values, changes, pvalues = [], [], []
+            for model in SECOND_OPINIONS:
+                if not all(model in r[part] for r in group):
+                    for column in (values, changes, pvalues):
+                        column.append(Cell(NOT_RUN))
+                    continue
+                stats = _mean_std([r[part][model][metric] for r in group])
+                values.append(spread_cell(*stats))
+                changes.append(_pct_cell(improvement(stats[0], base[0])))
+                have = seed_ranks is not None and all(model in s for s in seed_ranks) and part == "test"
+                p = compare_runs([s["backbone"] for s in seed_ranks], [s[model] for s in seed_ranks], metric) \
+                    if have else math.nan
+                pvalues.append(Cell(NA) if math.isnan(p) else Cell(format_p(p), p))
+            rows.append([dataset, name, metric, "mean", seeds, spread_cell(*base), *values])
+            rows.append([dataset, name, metric, "change %", "", "", *changes])
+            rows.append([dataset, name, metric, "p-value", "", "", *pvalues])
+    notes = ["Beyond the paper. Every column fuses the backbone's softmax y with a second opinion by the same "
+             "eq. (8) Borda rule" + (f" at gamma = {gamma}" if gamma is not None else "") + ": GlobalDiff's "
+             "x0_hat, softmax(y)A (the backbone's scores spread once over the item similarity A, no diffusion), "
+             "item popularity (train counts, the same for every user) and uniform random scores (a sanity check).",
+             "mean: mean ± sample std over the seeds; change %: 100 (fused / alone - 1) from the means; p-value: "
+             "two-sided Wilcoxon signed-rank test against the backbone alone, users paired, each user's metric "
+             "averaged over the seeds first."]
+    for backbone, recipe in (recipes or {}).items():
+        if any(b == backbone for _, b in grouped):
+            notes.append(f"{PAPER_NAMES.get(backbone, backbone)}: {recipe}.")
+    return Table(caption=f"Attribution: {part} metrics of each backbone alone and fused with GlobalDiff or with a "
+                         "control that uses no diffusion.",
+                 header=header, rows=rows, footnotes=notes, align="lllll" + "r" * (1 + len(SECOND_OPINIONS)),
+                 spread=("backbone alone", *SECOND_OPINIONS.values()), breaks=tuple(breaks))
+
+
+def recipe_text(model_options: Mapping) -> str:
+    """A backbone's model options as one line: "hidden 64, blocks 2, loss ce"."""
+    return ", ".join(f"{k} {v}" for k, v in model_options.items())
+
+
+# --- Ablations (Figures 4 and 6, Table 3, the authors'-code switches) ------------------------------------
+
+def describe_changes(overrides: Mapping) -> str:
+    """A variant's overrides as "T = 200; similarity.method = kmeans"."""
+    from .ablation import leaves
+
+    return "; ".join(f"{k} = {v}" for k, v in leaves(overrides).items())
+
+
+def ablation_table(reference: Sequence[Mapping], variants: Mapping[str, Sequence[Mapping]],
+                   overrides: Mapping[str, Mapping], reference_ranks: Sequence[Mapping[str, np.ndarray]] | None,
+                   variant_ranks: Mapping[str, Sequence[Mapping[str, np.ndarray]]], *, dataset: str, backbone: str,
+                   gamma: float, metrics: Sequence[str] = METRICS, part: str = "test") -> Table:
+    """Every ablation beside the main run: +GlobalDiff's metrics (mean ± std over seeds), diffusion alone, and
+    the paired p-value of each variant's fusion against the main run's on HR@20 (users paired).
+
+    `reference` are the main run's metrics files for the same seeds, or empty when they were evaluated at
+    another gamma than the ablations (then the main row reads "not run" and no p-value is computed).
+    """
+    name = PAPER_NAMES.get(backbone, backbone)
+    header = ["variant", "changes", "seeds", *metrics, "diffusion alone HR@20", "p (HR@20)"]
+    rows: list[list[Cell | str]] = []
+
+    def row(label: str, changes: str, runs: Sequence[Mapping], p: float | None) -> list[Cell | str]:
+        if not runs:
+            return [label, changes, "", *[Cell(NOT_RUN)] * (len(metrics) + 2)]
+        cells = [spread_cell(*_mean_std([r[part]["fusion"][k] for r in runs])) for k in metrics]
+        alone = spread_cell(*_mean_std([r[part]["diffusion"]["HR@20"] for r in runs]))
+        p_cell = Cell("") if p is None else (Cell(NA) if math.isnan(p) else Cell(format_p(p), p))
+        return [label, changes, Cell(str(len(runs)), len(runs)), *cells, alone, p_cell]
+
+    rows.append(row("main run", "(params.yaml)", reference, None))
+    for variant, runs in variants.items():
+        mine = variant_ranks.get(variant)
+        p = math.nan
+        if reference_ranks and mine and len(mine) == len(reference_ranks):
+            p = compare_runs([r["fusion"] for r in reference_ranks], [r["fusion"] for r in mine], "HR@20")
+        rows.append(row(variant, describe_changes(overrides[variant]), runs, p))
+    return Table(
+        caption=f"Ablations: {part} metrics of {name}+GlobalDiff on {dataset} with one change each to the diffusion "
+                f"side (the backbone is the main run's), fused at gamma = {gamma}.",
+        header=header, rows=rows, align="lll" + "r" * (len(metrics) + 2), spread=(*metrics, "diffusion alone HR@20"),
+        footnotes=["mean ± sample std over the seeds counted in column seeds (one seed: the mean alone). "
+                   "p (HR@20): two-sided Wilcoxon signed-rank test of the variant's fusion against the main run's, "
+                   "users paired, seeds averaged per user.",
+                   f"{NOT_RUN}: the main run was evaluated at another gamma than the ablations (set gamma = "
+                   "diffusion.select_gamma to compare), or the variant was not run."])
+
+
+def ablation_groups(params: Mapping, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Which runs draw Figure 4, Figure 6 and Table 3: {"figure4" | "figure6" | "table3": {label: variant}},
+    where variant "" is the main run. A variant joins a figure only when it changes nothing else: Figure 4
+    takes those that change denoiser.guidance alone, Figure 6 those that change T alone, Table 3 those that
+    switch the similarity to K-means (method and clusters only)."""
+    from .ablation import changes, leaves
+
+    variants = params["ablations"]["variants"]
+    groups: dict[str, dict[str, str]] = {
+        "figure4": {params["denoiser"]["guidance"]: ""},
+        "figure6": {f"T = {params['T']}": ""},
+        "table3": {"exact cosine": ""} if params["similarity"]["method"] == "cosine" else {},
+    }
+    for name in names:
+        keys, values = changes(variants[name]), leaves(variants[name])
+        if keys == {"denoiser.guidance"}:
+            groups["figure4"][values["denoiser.guidance"]] = name
+        elif keys == {"T"}:
+            groups["figure6"][f"T = {values['T']}"] = name
+        elif keys <= {"similarity.method", "similarity.clusters"} and \
+                values.get("similarity.method", params["similarity"]["method"]) == "kmeans":
+            groups["table3"][f"K={values.get('similarity.clusters', params['similarity']['clusters'])}"] = name
+    return groups
+
+
+def longterm_table(runs: Sequence[Mapping], *, dataset: str, backbone: str, gamma: float,
+                   metrics: Sequence[str] = METRICS) -> Table:
+    """Figure 3's numbers: for each horizon P, the backbone, +GlobalDiff and the change, mean ± std over seeds."""
+    name = PAPER_NAMES.get(backbone, backbone)
+    horizons = sorted(runs[0]["test"], key=lambda h: int(h[1:])) if runs else []
+    rows: list[list[Cell | str]] = []
+    for h in horizons:
+        stats = {m: [_mean_std([r["test"][h][m][k] for r in runs]) for k in metrics] for m in ("backbone", "fusion")}
+        seeds = Cell(str(len(runs)), len(runs))
+        rows.append([h[1:], name, seeds, *(spread_cell(*s) for s in stats["backbone"])])
+        rows.append([h[1:], f"{name}+GlobalDiff", seeds, *(spread_cell(*s) for s in stats["fusion"])])
+        rows.append([h[1:], "Improv. %", "", *(_pct_cell(improvement(f[0], b[0]))
+                                                for b, f in zip(stats["backbone"], stats["fusion"]))])
+    return Table(
+        caption=f"Figure 3 (long-term prediction): test metrics of the P-th next item from one fixed input, {name} "
+                f"on {dataset}, longterm split, fused at gamma = {gamma}.",
+        header=["P", "model", "seeds", *metrics], rows=rows, align="lll" + "r" * len(metrics), spread=tuple(metrics),
+        breaks=tuple(range(0, len(rows), 3)),
+        footnotes=["mean ± sample std over the seeds counted in column seeds (one seed: the mean alone). The paper "
+                   "gives Figure 3 as a plot only, so no paper numbers sit beside ours."])

@@ -1,0 +1,42 @@
+"""Stage longterm: backbone and diffusion trained on the `longterm` split for one seed, then HR/NDCG of the
+P-th future item (P = 1..4) from one fixed input (Figure 3), at diffusion.select_gamma."""
+
+import os
+
+from globaldiff import paths
+from globaldiff.cli import CurveLog, run_stage, stage_args
+from globaldiff.data.sequences import read_split
+from globaldiff.experiment import fit_backbone, fit_diffusion, load_backbone
+from globaldiff.io import save_torch, write_json
+from globaldiff.longterm import evaluate_horizons
+from globaldiff.params import load_params
+from globaldiff.similarity import build_similarity
+from globaldiff.train import pick_device, pick_precision
+
+
+def main() -> None:
+    args = stage_args("seed")
+    params = load_params(args.params)
+    dataset, backbone_name = params["longterm"]["dataset"], params["longterm"]["backbone"]
+    split = read_split(paths.processed(dataset), "longterm")
+    device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))
+    precision = pick_precision(os.environ.get("GLOBALDIFF_PRECISION"), device)
+    out = paths.longterm_dir(dataset, backbone_name, args.seed)
+    backbone_log, diffusion_log = CurveLog(), CurveLog()
+    checkpoint = fit_backbone(params, backbone_name, split, args.seed, device, backbone_log, precision)
+    backbone = load_backbone(params, backbone_name, checkpoint, split.num_items, "the backbone just trained")
+    similarity = build_similarity(split.train, split.num_items, **params["similarity"])
+    diffusion, scores = fit_diffusion(params, backbone, similarity, split, args.seed, device, diffusion_log, precision)
+    gamma = params["diffusion"]["select_gamma"]
+    horizons = evaluate_horizons(scores, split, params["max_len"], gamma, params["ensemble"]["norm"],
+                                 params["eval"]["exclude"])
+    backbone_log.write(out / "backbone_curve.csv")
+    diffusion_log.write(out / "diffusion_curve.csv")
+    save_torch(out / "backbone.pt", checkpoint)
+    save_torch(out / "diffusion.pt", diffusion)
+    write_json(out / "metrics.json", {"dataset": dataset, "backbone": backbone_name, "seed": args.seed,
+                                      "gamma": gamma, "exclude": params["eval"]["exclude"], "test": horizons})
+
+
+if __name__ == "__main__":
+    run_stage(main)
