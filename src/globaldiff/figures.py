@@ -56,6 +56,21 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
     return paths
 
 
+def curve_panel(ax, lines: Sequence[tuple[Sequence[list[dict[str, float]]], str, str]], title: str,
+                ylabel: str) -> None:
+    """One panel of validation curves across diffusion epochs: for each (curves, column, label), the mean over
+    the curves as a line and +- one std as a band."""
+    for curves, column, label in lines:
+        epochs, mean, std = validation_points(curves, column)
+        if len(epochs):
+            ax.plot(epochs, mean, marker="o", label=label)
+            ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("diffusion epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
 def figure5(curves_by_backbone: Mapping[str, Sequence[list[dict[str, float]]]], stem: str | Path,
             dataset: str, metrics: Sequence[str] = ("HR@20", "NDCG@20")) -> list[Path]:
     """Figure 5: backbone, diffusion alone and fusion across diffusion epochs, one column per metric and one
@@ -66,16 +81,9 @@ def figure5(curves_by_backbone: Mapping[str, Sequence[list[dict[str, float]]]], 
     for row, backbone in enumerate(backbones):
         curves = curves_by_backbone[backbone]
         for col, metric in enumerate(metrics):
-            ax = axes[row][col]
-            for model, label in SERIES:
-                epochs, mean, std = validation_points(curves, f"val_{model}_{metric}")
-                if len(epochs):
-                    ax.plot(epochs, mean, marker="o", label=label)
-                    ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
-            ax.set_title(f"{backbone} on {dataset}: validation {metric} ({len(curves)} seeds)", fontsize=9)
-            ax.set_xlabel("diffusion epoch")
-            ax.set_ylabel(metric)
-            ax.grid(alpha=0.3)
+            lines = [(curves, f"val_{model}_{metric}", label) for model, label in SERIES]
+            curve_panel(axes[row][col], lines, f"{backbone} on {dataset}: validation {metric} ({len(curves)} seeds)",
+                        metric)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, stem)
@@ -110,15 +118,8 @@ def figure6(curves_by_steps: Mapping[str, Sequence[list[dict[str, float]]]], ste
     """Figure 6: validation `metric` of the fusion across diffusion epochs, one line per number of diffusion
     steps T (means over seeds, bands +- one std)."""
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
-    for label, curves in curves_by_steps.items():
-        epochs, mean, std = validation_points(curves, f"val_fusion_{metric}")
-        if len(epochs):
-            ax.plot(epochs, mean, marker="o", label=label)
-            ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
-    ax.set_title(f"{backbone}+GlobalDiff on {dataset}: validation {metric} by diffusion steps", fontsize=9)
-    ax.set_xlabel("diffusion epoch")
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
+    lines = [(curves, f"val_fusion_{metric}", label) for label, curves in curves_by_steps.items()]
+    curve_panel(ax, lines, f"{backbone}+GlobalDiff on {dataset}: validation {metric} by diffusion steps", metric)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, stem)
