@@ -1,19 +1,20 @@
 """Stage summary: reports/results.md and reports/results.json from the per-run metrics files; the paper's
 Tables 1-3 beside ours, the attribution and ablation tables (beyond the paper) in reports/tables/ (Markdown,
-LaTeX, CSV), with Figure 3's numbers; Figures 3-6 in reports/figures/.
+LaTeX, CSV), with Figure 3's numbers, and the fusion sweep's grid and tuned tables; Figures 3-6 and the sweep's
+figure in reports/figures/.
 Missing per-user ranks give "n/a" p-values; datasets not preprocessed give "not run" rows."""
 
 from pathlib import Path
 
 from globaldiff import paths
 from globaldiff.cli import run_stage
-from globaldiff.figures import figure3, figure4, figure5, figure6, read_curve
-from globaldiff.io import atomic_path, read_json, write_json
+from globaldiff.figures import figure3, figure4, figure5, figure6, fusion_sweep_figure, read_curve
+from globaldiff.io import atomic_path, load_npy, read_json, write_json
 from globaldiff.params import load_params
 from globaldiff.report import (ablation_groups, ablation_table, aggregate, attribution_table, collect_ranks,
                                load_ranks, longterm_table, pvalues_by_run, read_paper_table1, read_paper_table2,
-                               read_paper_table3, read_stats, recipe_text, results_json, results_markdown, table1,
-                               table2, table3, to_markdown, write_table)
+                               read_paper_table3, read_stats, recipe_text, results_json, results_markdown, sweep_table,
+                               table1, table2, table3, to_markdown, tuned_table, write_table)
 
 PAPER = Path("data/paper")
 TABLES = Path("reports/tables")
@@ -46,6 +47,8 @@ def main() -> None:
         curves = {b: [read_curve(paths.run_dir(dataset, b, s) / "diffusion_curve.csv") for s in study["seeds"]]
                   for b in study["backbones"]}
         figure5(curves, FIGURES / f"figure5_{dataset}", dataset)
+    if params.get("sweep"):
+        fusion_sweep(study)
     if params.get("ablations", {}).get("run"):
         ablations(params)
     if params.get("longterm"):
@@ -57,6 +60,20 @@ def main() -> None:
     for d in disagreements:
         print(f"direction differs from the paper: {d.dataset} {d.backbone} {d.metric}: "
               f"ours {d.ours_pct:+.2f}%, paper {d.paper_pct:+.2f}%")
+
+
+def fusion_sweep(study: dict) -> None:
+    """The fusion sweep's grid and validation-tuned tables and its figure, from the fusion_sweep stages' files."""
+    keys = [(d, b) for d in study["datasets"] for b in study["backbones"]]
+    folders = {key: [paths.sweep_dir(*key, s) for s in study["seeds"]] for key in keys}
+    sweeps = {key: [read_json(f / "sweep.json") for f in fs] for key, fs in folders.items()}
+    ranks = {key: [(load_npy(paths.ranks_dir(*key, s) / "backbone.npy"), load_npy(f / "tuned_ranks.npy"))
+                   for s, f in zip(study["seeds"], fs)] for key, fs in folders.items()}
+    write_table("fusion_sweep", sweep_table(sweeps), TABLES)
+    write_table("fusion_tuned", tuned_table(sweeps, ranks), TABLES)
+    for dataset in study["datasets"]:
+        fusion_sweep_figure({b: sweeps[(dataset, b)] for b in study["backbones"]}, FIGURES / f"fusion_sweep_{dataset}",
+                            dataset, sweeps[keys[0]][0]["select_metric"])
 
 
 def ablations(params: dict) -> None:

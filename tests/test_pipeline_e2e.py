@@ -48,12 +48,16 @@ def test_repro_runs_every_stage_then_nothing(tiny_repo: Path):
                 assert set(metrics[part][model]) == {"HR@10", "HR@20", "NDCG@10", "NDCG@20"}
                 assert all(0.0 <= v <= 1.0 for v in metrics[part][model].values())
         assert (tiny_repo / f"ranks/custom/{backbone}/seed0/fusion.npy").is_file()
+        assert f"fusion_sweep@custom-{backbone}-0" in first
+        sweep = json.loads((tiny_repo / f"sweeps/custom/{backbone}/seed0/sweep.json").read_text())
+        assert sweep["tuned"]["norm"] in {"softmax", "l1", "l2"} and len(sweep["grid"]) == 33
     results = (tiny_repo / "reports/results.md").read_text()
     assert all(name in results for name in ("SASRec", "BERT4Rec", "CBiT", "SRGNN"))
     for name in ("tables/table1.md", "tables/table2.tex", "tables/table2.csv", "figures/figure5_custom.png",
                  "tables/attribution.md", "tables/ablations.csv", "tables/table3.tex",
                  "figures/figure4_custom_sasrec.pdf", "figures/figure6_custom_sasrec.png",
-                 "tables/longterm.md", "figures/figure3_custom_sasrec.png"):
+                 "tables/longterm.md", "figures/figure3_custom_sasrec.png", "tables/fusion_sweep.md",
+                 "tables/fusion_tuned.tex", "figures/fusion_sweep_custom.png"):
         assert (tiny_repo / "reports" / name).stat().st_size > 0
     # one stage per ablation variant, on the main run's cached backbone; its metrics at diffusion.select_gamma
     assert {"ablation@guidance_none-0", "ablation@T3-0", "ablation@kmeans2-0"} <= first

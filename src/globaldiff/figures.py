@@ -147,3 +147,33 @@ def figure3(runs: Sequence[Mapping], stem: str | Path, dataset: str, backbone: s
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, stem)
+
+
+def fusion_sweep_figure(sweeps: Mapping[str, Sequence[Mapping]], stem: str | Path, dataset: str,
+                        metric: str = "HR@10") -> list[Path]:
+    """Beyond the paper: `metric` of eq. (8)'s fusion against gamma, one colour per normalisation of x0_hat,
+    validation dashed and test solid, the backbone alone as grey lines; one panel per backbone, means over
+    seeds (`sweeps`: {backbone: one sweep.json per seed})."""
+    backbones = list(sweeps)
+    fig, axes = plt.subplots(1, len(backbones), figsize=(4.4 * len(backbones), 3.2), squeeze=False)
+    for col, backbone in enumerate(backbones):
+        ax, runs = axes[0][col], sweeps[backbone]
+        norms = list(dict.fromkeys(cell["norm"] for cell in runs[0]["grid"]))
+        for i, norm in enumerate(norms):
+            gammas = sorted({cell["gamma"] for cell in runs[0]["grid"] if cell["norm"] == norm})
+            for part, style in (("val", "--"), ("test", "-")):
+                values = [np.mean([c[part][metric] for r in runs for c in r["grid"] if c["norm"] == norm and c["gamma"] == g])
+                          for g in gammas]
+                ax.plot(gammas, values, style, color=plt.cm.tab10(i), marker="o", markersize=3,
+                        label=f"{norm} ({part})")
+        for part, style in (("val", "--"), ("test", "-")):
+            ax.axhline(np.mean([r["backbone"][part][metric] for r in runs]), color="grey", linestyle=style,
+                       linewidth=1, label=f"backbone alone ({part})")
+        ax.set_title(f"{backbone} on {dataset}: fusion {metric} by gamma ({len(runs)} seed{'s' if len(runs) != 1 else ''})",
+                     fontsize=9)
+        ax.set_xlabel("gamma (weight of the backbone in eq. 8)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, stem)

@@ -164,6 +164,11 @@ SCHEMA: dict[str, Any] = {
     "ensemble": {"norm": choice(CHOICES["ensemble.norm"])},
     "eval": {"exclude": choice(CHOICES["eval.exclude"])},
     "controls": optional(list_of(text, nonempty=False)),  # evaluate's controls: names checked in validate
+    "sweep": {                                             # fusion_sweep: eq. (8) over gamma x norm
+        "gammas": list_of(number(0.0, 1.0)),
+        "norms": list_of(choice(CHOICES["ensemble.norm"])),
+        "select_metric": choice(METRICS),
+    },
     "longterm": {                                          # Figure 3: dataset/backbone checked in validate
         "dataset": text,
         "backbone": text,
@@ -179,7 +184,7 @@ SCHEMA: dict[str, Any] = {
 }
 TOP_LEVEL = set(SCHEMA)
 OPTIONAL = {"diffusion.weight_decay", "inference.batch_size", "inference.start_step", "inference.noise", "controls",
-            "ablations", "longterm"}
+            "ablations", "longterm", "sweep"}
 
 # datasets.<name>: the keys of every entry, then each loader's own (the loaders in data/loaders.py read them).
 DATASET_KEYS: dict[str, Any] = {

@@ -38,3 +38,9 @@ def ablation_dir(dataset: str, backbone: str, variant: str, seed: int) -> Path:
 def longterm_dir(dataset: str, backbone: str, seed: int) -> Path:
     """One long-term run (Figure 3): backbone.pt, diffusion.pt, their curves and metrics.json (P1..P4)."""
     return Path("models") / dataset / backbone / "longterm" / f"seed{seed}"
+
+
+def sweep_dir(dataset: str, backbone: str, seed: int) -> Path:
+    """One run's fusion sweep: sweep.json (the gamma x norm grid, the validation-tuned setting) and
+    tuned_ranks.npy (that setting's per-user test ranks)."""
+    return Path("sweeps") / dataset / backbone / f"seed{seed}"
