@@ -112,6 +112,7 @@ def test_study_dataset_without_entry(params):
     ("inference.scale", "sum"),
     ("ensemble.norm", "linf"),
     ("eval.exclude", "all"),
+    ("sweep.select_metric", "MRR"),
 ])
 def test_unknown_choice(params, dotted, value):
     section, key = dotted.split(".")
@@ -159,6 +160,12 @@ def test_other_numeric_bounds(params, dotted, value):
     section, key = dotted.split(".")
     params[section][key] = value
     rejects(params, dotted)
+
+
+@pytest.mark.parametrize("key, value", [("gammas", [0.5, 1.5]), ("gammas", []), ("norms", ["l1", "linf"])])
+def test_bad_sweep_grid_is_named(params, key, value):
+    params["sweep"][key] = value
+    rejects(params, f"sweep.{key}")
 
 
 def test_max_len_must_be_at_least_two(params):
