@@ -51,7 +51,7 @@ def main() -> None:
         fusion_sweep(study)
     if params.get("ablations", {}).get("run"):
         ablations(params)
-    if params.get("longterm"):
+    if params.get("longterm", {}).get("seeds"):
         lt = params["longterm"]
         runs = [read_json(paths.longterm_dir(lt["dataset"], lt["backbone"], s) / "metrics.json") for s in lt["seeds"]]
         write_table("longterm", longterm_table(runs, dataset=lt["dataset"], backbone=lt["backbone"],

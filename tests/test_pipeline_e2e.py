@@ -99,3 +99,11 @@ def test_gamma_change_reruns_only_fusion(tiny_repo: Path):
     after = json.loads((tiny_repo / "reports/metrics/custom/sasrec/seed0.json").read_text())
     assert after["gamma"] == 0.3 and before["gamma"] == 0.5
     assert after["test"]["backbone"] == before["test"]["backbone"]
+
+
+def test_figures_runs_left_out_rerun_only_the_summary(tiny_repo: Path):
+    """README's way to run Table 2 without the long-term and ablation stages."""
+    output = _run([sys.executable, "-m", "dvc", "exp", "run", "-S", "ablations.run=[]", "-S", "longterm.seeds=[]"],
+                  tiny_repo)
+    assert _ran(output) == {"summary"}
+    assert (tiny_repo / "reports/tables/table2.md").stat().st_size > 0
