@@ -60,9 +60,11 @@ class SASRec(Backbone):
             return F.cross_entropy(logits, targets)
         negatives = torch.randint(1, self.num_items + 1, targets.shape, generator=generator,
                                   device=targets.device)
+        # F.embedding, not emb[idx]: on CPU the backward of an index gather accumulates repeated ids with parallel
+        # atomic adds, in a different order each run, so the same seed would not give the same model
         emb = self.encoder.items.weight
-        pos_logit = (h * emb[targets]).sum(-1)
-        neg_logit = (h * emb[negatives]).sum(-1)
+        pos_logit = (h * F.embedding(targets, emb)).sum(-1)
+        neg_logit = (h * F.embedding(negatives, emb)).sum(-1)
         return F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit)) + \
             F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
 
