@@ -229,3 +229,39 @@ def test_sasrec_checkpoint_records_blocks_and_heads():
         other = {**params, "backbones": {"sasrec": {"model": {**params["backbones"]["sasrec"]["model"], **change}}}}
         with pytest.raises(ConfigError, match="backbone.pt"):
             load_backbone(other, "sasrec", checkpoint, 6, "backbone.pt")
+
+
+def train_steps_bytes(name: str, options: dict, steps: int = 12) -> bytes:
+    """Parameters after a few Adam steps from a fixed seed, on windows with many repeated items."""
+    torch.manual_seed(0)
+    model = build_backbone(name, 400, 10, options).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randint(1, 401, (steps * 256, 11), generator=torch.Generator().manual_seed(1))
+    for step in range(steps):
+        loss = model.training_loss(data[step * 256:(step + 1) * 256], generator=generator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return b"".join(p.detach().numpy().tobytes() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name,options", [
+    ("sasrec", {"hidden": 32, "loss": "ce"}),
+    ("sasrec", {"hidden": 32, "loss": "bce"}),
+    ("sasrec", {"hidden": 32, "loss": "bce", "readout": "mask"}),
+    ("bert4rec", {"hidden": 32, "heads": 2, "ffn": 64}),
+    ("cbit", {"hidden": 32, "heads": 2, "ffn": 64, "views": 2}),
+    ("srgnn", {"hidden": 32}),
+])
+def test_training_is_bit_reproducible_with_several_threads(name, options):
+    # The same seed must give the same model on CPU with the default thread pool, not only with one thread
+    # (the e2e determinism test's setting): a backward that accumulates repeated ids with parallel atomic adds
+    # (SASRec's bce once gathered embeddings as emb[idx]) differs from run to run only when threads race.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(4, threads))
+    try:
+        first, second = train_steps_bytes(name, options), train_steps_bytes(name, options)
+    finally:
+        torch.set_num_threads(threads)
+    assert first == second
