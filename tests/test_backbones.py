@@ -255,8 +255,8 @@ def train_steps_bytes(name: str, options: dict, steps: int = 12) -> bytes:
     ("srgnn", {"hidden": 32}),
 ])
 def test_training_is_bit_reproducible_with_several_threads(name, options):
-    # The same seed must give the same model on CPU with the default thread pool, not only with one thread
-    # (the e2e determinism test's setting): a backward that accumulates repeated ids with parallel atomic adds
+    # The same seed must give the same model on CPU with several threads, not only with one (the e2e
+    # determinism test's setting): a backward that accumulates repeated ids with parallel atomic adds
     # (SASRec's bce once gathered embeddings as emb[idx]) differs from run to run only when threads race.
     threads = torch.get_num_threads()
     torch.set_num_threads(max(4, threads))
