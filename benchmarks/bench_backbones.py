@@ -16,9 +16,11 @@ import torch
 
 from globaldiff import paths
 from globaldiff.data.sequences import read_split
-from globaldiff.experiment import new_backbone
-from globaldiff.params import load_params
-from globaldiff.train import backbone_outputs, evaluation_sets, seed_everything, sliding_windows
+from globaldiff.run.backbone import new_backbone
+from globaldiff.config.params import load_params
+from globaldiff.run.backbone import backbone_outputs
+from globaldiff.data.windows import evaluation_sets, sliding_windows
+from globaldiff.run.device import seed_everything
 
 
 def main() -> None:

@@ -123,7 +123,7 @@ def _similarity(args, method: str):
     import torch
 
     from globaldiff import ConfigError
-    from globaldiff.similarity import build_similarity
+    from globaldiff.diffusion.similarity import build_similarity
 
     split = load_split(args.data)
     kwargs = {"topk": args.topk, "memory_mb": args.memory_mb, "clusters": args.clusters}
@@ -150,7 +150,7 @@ def _shape(sim):
 def load_similarity(args, form: str):
     import torch
 
-    from globaldiff.similarity import ItemSimilarity
+    from globaldiff.diffusion.similarity import ItemSimilarity
 
     path = Path(args.work) / f"similarity-{form}.pt"
     if not path.exists():
@@ -162,7 +162,7 @@ def _sampling_setup(args, form: str):
     import torch
 
     from globaldiff.backbones.sasrec import SASRec
-    from globaldiff.train import last_windows
+    from globaldiff.data.windows import last_windows
 
     params = read_params()
     split = load_split(args.data)
@@ -176,7 +176,7 @@ def _sampling_setup(args, form: str):
 
 def step_samples(args) -> dict:
     """target_probabilities + bernoulli_targets as train_diffusion draws them: one batch, then one epoch."""
-    from globaldiff.samples import bernoulli_targets, target_probabilities
+    from globaldiff.diffusion.samples import bernoulli_targets, target_probabilities
 
     form = args.step.split(":")[1]
     params, split, sim, _, windows, valid, torch = _sampling_setup(args, form)
@@ -208,10 +208,11 @@ def step_samples(args) -> dict:
 
 def step_diffusion(args) -> dict:
     """One epoch of train_diffusion (untrained SASRec, real denoiser and sampling), validation on 8 users only."""
-    from globaldiff.denoiser import build_denoiser
-    from globaldiff.diffusion import DiffusionSchedule
-    from globaldiff.train import (DiffusionTraining, EvalSet, Inference, backbone_outputs, diffusion_predict,
-                                  last_windows, train_diffusion)
+    from globaldiff.diffusion.denoiser import build_denoiser
+    from globaldiff.diffusion.schedule import DiffusionSchedule
+    from globaldiff.run.backbone import backbone_outputs
+    from globaldiff.run.diffusion import DiffusionTraining, Inference, diffusion_predict, train_diffusion
+    from globaldiff.data.windows import EvalSet, last_windows
 
     form = args.step.split(":")[1]
     params, split, sim, backbone, _, _, torch = _sampling_setup(args, form)
@@ -247,9 +248,10 @@ def step_diffusion(args) -> dict:
 
 def step_inference(args) -> dict:
     """Full ranking for every user: scores [chunk, M+1] -> window items and padding masked -> torch.topk."""
-    from globaldiff.denoiser import build_denoiser
-    from globaldiff.diffusion import DiffusionSchedule
-    from globaldiff.train import Inference, diffusion_predict, evaluation_sets
+    from globaldiff.diffusion.denoiser import build_denoiser
+    from globaldiff.diffusion.schedule import DiffusionSchedule
+    from globaldiff.run.diffusion import Inference, diffusion_predict
+    from globaldiff.data.windows import evaluation_sets
 
     part = args.step.split(":")[1]
     params, split, _, backbone, _, _, torch = _sampling_setup(args, "none")

@@ -15,12 +15,14 @@ import torch
 
 from globaldiff import paths
 from globaldiff.data.sequences import read_split
-from globaldiff.experiment import inference_from_params, new_backbone, new_denoiser, schedule_from_params
-from globaldiff.params import load_params
-from globaldiff.similarity import build_similarity
-from globaldiff.train import (BackboneTraining, DiffusionTraining, backbone_outputs, diffusion_predict,
-                              evaluation_sets, last_windows, seed_everything, sliding_windows, train_backbone,
-                              train_diffusion)
+from globaldiff.run.backbone import new_backbone
+from globaldiff.run.diffusion import inference_from_params, new_denoiser, schedule_from_params
+from globaldiff.config.params import load_params
+from globaldiff.diffusion.similarity import build_similarity
+from globaldiff.run.backbone import BackboneTraining, backbone_outputs, train_backbone
+from globaldiff.run.diffusion import DiffusionTraining, diffusion_predict, train_diffusion
+from globaldiff.data.windows import evaluation_sets, last_windows, sliding_windows
+from globaldiff.run.device import seed_everything
 
 
 def peak_mib() -> float:

@@ -4,17 +4,19 @@ diffusion model retrained on that seed's cached backbone, evaluated at diffusion
 import os
 
 from globaldiff import paths
-from globaldiff.ablation import run_variant
+from globaldiff.run.ablation import run_variant
 from globaldiff.cli import CurveLog, run_stage, stage_args
 from globaldiff.data.sequences import read_split
 from globaldiff.io import load_torch, save_npy, save_torch, write_json
-from globaldiff.params import load_params
-from globaldiff.train import pick_device, pick_precision
+from globaldiff.config.params import load_params
+from globaldiff.run.backbone import check_backbone_params
+from globaldiff.run.device import pick_device, pick_precision
 
 
 def main() -> None:
     args = stage_args("variant", "seed")
     params = load_params(args.params)
+    check_backbone_params(params, params["ablations"]["backbone"])
     ab = params["ablations"]
     dataset, backbone = ab["dataset"], ab["backbone"]
     split = read_split(paths.processed(dataset), "loo")

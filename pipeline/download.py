@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from globaldiff import ConfigError
-from globaldiff.data.download import clear, dataset_config, download_dataset, record_checksum, resolve_source
+from globaldiff.ingest.download import clear, dataset_config, download_dataset, record_checksum, resolve_source
 from globaldiff.io import atomic_path
-from globaldiff.params import read_params
+from globaldiff.config.params import read_params
 
 CHECKSUMS = Path("data/checksums.json")
 

@@ -5,10 +5,10 @@ No training happens here, so `dvc exp run -S gamma=0.3` re-runs only this stage 
 from globaldiff import paths
 from globaldiff.cli import run_stage, stage_args
 from globaldiff.data.sequences import read_split
-from globaldiff.evaluation import evaluate_run
+from globaldiff.ranking.evaluation import evaluate_run
 from globaldiff.io import load_npy, load_torch, save_npy, write_json
-from globaldiff.params import load_params
-from globaldiff.similarity import ItemSimilarity
+from globaldiff.config.params import load_params
+from globaldiff.diffusion.similarity import ItemSimilarity
 
 
 def main() -> None:

@@ -8,9 +8,9 @@ from globaldiff import paths
 from globaldiff.cli import run_stage, stage_args
 from globaldiff.data.sequences import read_split
 from globaldiff.io import atomic_path, load_npy, save_npy, write_json
-from globaldiff.params import load_params
-from globaldiff.sweep import run_sweep
-from globaldiff.train import evaluation_sets
+from globaldiff.config.params import load_params
+from globaldiff.ranking.sweep import run_sweep
+from globaldiff.data.windows import evaluation_sets
 
 
 def main() -> None:

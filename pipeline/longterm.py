@@ -6,17 +6,19 @@ import os
 from globaldiff import paths
 from globaldiff.cli import CurveLog, run_stage, stage_args
 from globaldiff.data.sequences import read_split
-from globaldiff.experiment import fit_backbone, fit_diffusion, load_backbone
+from globaldiff.run.backbone import check_backbone_params, fit_backbone, load_backbone
+from globaldiff.run.diffusion import fit_diffusion
 from globaldiff.io import save_torch, write_json
-from globaldiff.longterm import evaluate_horizons
-from globaldiff.params import load_params
-from globaldiff.similarity import build_similarity
-from globaldiff.train import pick_device, pick_precision
+from globaldiff.ranking.longterm import evaluate_horizons
+from globaldiff.config.params import load_params
+from globaldiff.diffusion.similarity import build_similarity
+from globaldiff.run.device import pick_device, pick_precision
 
 
 def main() -> None:
     args = stage_args("seed")
     params = load_params(args.params)
+    check_backbone_params(params, params["longterm"]["backbone"])
     dataset, backbone_name = params["longterm"]["dataset"], params["longterm"]["backbone"]
     split = read_split(paths.processed(dataset), "longterm")
     device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from globaldiff import ConfigError
-from globaldiff.data.loaders import load
-from globaldiff.data.preprocess import build, read_filters, write_processed
+from globaldiff.ingest.loaders import load
+from globaldiff.ingest.preprocess import build, read_filters, write_processed
 from globaldiff.io import atomic_path
-from globaldiff.params import read_params
+from globaldiff.config.params import read_params
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,8 @@ from globaldiff import paths
 from globaldiff.cli import run_stage, stage_args
 from globaldiff.data.sequences import read_split
 from globaldiff.io import save_torch
-from globaldiff.params import load_params
-from globaldiff.similarity import build_similarity
+from globaldiff.config.params import load_params
+from globaldiff.diffusion.similarity import build_similarity
 
 
 def main() -> None:

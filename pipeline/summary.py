@@ -8,10 +8,10 @@ from pathlib import Path
 
 from globaldiff import paths
 from globaldiff.cli import run_stage
-from globaldiff.figures import figure3, figure4, figure5, figure6, fusion_sweep_figure, read_curve
+from globaldiff.report.figures import figure3, figure4, figure5, figure6, fusion_sweep_figure, read_curve
 from globaldiff.io import atomic_path, load_npy, read_json, write_json
-from globaldiff.params import load_params
-from globaldiff.report import (ablation_groups, ablation_table, aggregate, attribution_table, collect_ranks,
+from globaldiff.config.params import load_params
+from globaldiff.report.tables import (ablation_groups, ablation_table, aggregate, attribution_table, collect_ranks,
                                load_ranks, longterm_table, pvalues_by_run, read_paper_table1, read_paper_table2,
                                read_paper_table3, read_stats, recipe_text, results_json, results_markdown, sweep_table,
                                table1, table2, table3, to_markdown, tuned_table, write_table)

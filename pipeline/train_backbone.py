@@ -5,15 +5,16 @@ import os
 from globaldiff import paths
 from globaldiff.cli import CurveLog, run_stage, stage_args
 from globaldiff.data.sequences import read_split
-from globaldiff.experiment import fit_backbone
+from globaldiff.run.backbone import check_backbone_params, fit_backbone
 from globaldiff.io import save_torch
-from globaldiff.params import load_params
-from globaldiff.train import pick_device, pick_precision
+from globaldiff.config.params import load_params
+from globaldiff.run.device import pick_device, pick_precision
 
 
 def main() -> None:
     args = stage_args("dataset", "backbone", "seed")
     params = load_params(args.params)
+    check_backbone_params(params, args.backbone)
     split = read_split(paths.processed(args.dataset), "loo")
     log = CurveLog()
     device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))

@@ -6,16 +6,18 @@ import os
 from globaldiff import paths
 from globaldiff.cli import CurveLog, run_stage, stage_args
 from globaldiff.data.sequences import read_split
-from globaldiff.experiment import fit_diffusion, load_backbone
+from globaldiff.run.backbone import check_backbone_params, load_backbone
+from globaldiff.run.diffusion import fit_diffusion
 from globaldiff.io import load_torch, save_npy, save_torch
-from globaldiff.params import load_params
-from globaldiff.similarity import ItemSimilarity
-from globaldiff.train import pick_device, pick_precision
+from globaldiff.config.params import load_params
+from globaldiff.diffusion.similarity import ItemSimilarity
+from globaldiff.run.device import pick_device, pick_precision
 
 
 def main() -> None:
     args = stage_args("dataset", "backbone", "seed")
     params = load_params(args.params)
+    check_backbone_params(params, args.backbone)
     split = read_split(paths.processed(args.dataset), "loo")
     run = paths.run_dir(args.dataset, args.backbone, args.seed)
     backbone = load_backbone(params, args.backbone, load_torch(run / "backbone.pt"), split.num_items,

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from globaldiff import ConfigError
-from globaldiff.ablation import apply_overrides, changes, check_ablations, variant_params
-from globaldiff.params import validate
-from globaldiff.report import ablation_groups, describe_changes
+from globaldiff.config.ablations import apply_overrides, changes, check_ablations
+from globaldiff.config.params import variant_params
+from globaldiff.config.params import validate
+from globaldiff.report.tables import ablation_groups, describe_changes
 
 REPO = Path(__file__).resolve().parents[1]
 

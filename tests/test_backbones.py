@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from globaldiff import ConfigError
-from globaldiff.backbones import REGISTRY, build_backbone
+from globaldiff.backbones import REGISTRY
+from globaldiff.backbones.base import backbone_class, build_backbone
 from globaldiff.backbones.base import Backbone, right_align
 from globaldiff.backbones.layers import attention_mask
 from globaldiff.backbones.sasrec import SASRec
@@ -218,7 +219,7 @@ def test_sasrec_training_loss_finite_and_decreases(loss):
 
 def test_sasrec_checkpoint_records_blocks_and_heads():
     """A checkpoint names every size that shapes its weights, so a changed blocks/heads is the project's error."""
-    from globaldiff.experiment import load_backbone
+    from globaldiff.run.backbone import load_backbone
 
     params = {"max_len": 4, "backbones": {"sasrec": {"model": {"hidden": 8, "blocks": 1, "heads": 1}}}}
     one = build_backbone("sasrec", 6, 4, params["backbones"]["sasrec"]["model"])

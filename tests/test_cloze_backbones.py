@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from globaldiff.backbones import build_backbone
+from globaldiff.backbones.base import build_backbone
 from globaldiff.backbones.bert4rec import BERT4Rec
 from globaldiff.backbones.cbit import CBiT, nt_xent_pairs
 from globaldiff.backbones.cloze import cloze_mask

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from globaldiff.controls import control_scores, popularity_scores, propagated_scores, random_scores
-from globaldiff.metrics import user_ranks
-from globaldiff.metrics import summarise
-from globaldiff.similarity import ItemSimilarity
-from globaldiff.train import EvalSet
+from globaldiff.ranking.controls import control_scores, popularity_scores, propagated_scores, random_scores
+from globaldiff.ranking.fused import user_ranks
+from globaldiff.ranking.metrics import summarise
+from globaldiff.diffusion.similarity import ItemSimilarity
+from globaldiff.data.windows import EvalSet
 
 A5 = torch.tensor([                       # ids 0..5, padding row/column 0
     [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],

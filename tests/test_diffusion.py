@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from globaldiff import ConfigError
-from globaldiff.diffusion import (DiffusionSchedule, diffusion_loss, posterior_mean, posterior_std, q_sample,
+from globaldiff.diffusion.schedule import (DiffusionSchedule, diffusion_loss, posterior_mean, posterior_std, q_sample,
                                   reverse)
 
 
@@ -247,7 +247,7 @@ def test_diffusion_loss_unknown_kind():
 # ------------------------------------------------------------------------------------------- f_theta (eq. 6)
 
 def test_timestep_embedding_values():
-    from globaldiff.denoiser import timestep_embedding
+    from globaldiff.diffusion.denoiser import timestep_embedding
 
     emb = timestep_embedding(torch.tensor([0, 3]), 6)
     assert emb.shape == (2, 6)
@@ -260,7 +260,7 @@ def test_timestep_embedding_values():
 
 
 def test_guidance_vector_and_denoiser_variants():
-    from globaldiff.denoiser import MLPDenoiser, guidance_vector
+    from globaldiff.diffusion.denoiser import MLPDenoiser, guidance_vector
 
     h_t, h_m = torch.ones(3, 4), 2 * torch.ones(3, 4)
     assert torch.equal(guidance_vector(h_t, h_m, "full"), torch.cat([h_t, h_m], dim=1))
@@ -279,7 +279,7 @@ def test_guidance_vector_and_denoiser_variants():
 
 
 def test_unet_denoiser_variants_shapes_and_errors():
-    from globaldiff.denoiser import MLPDenoiser, UNetDenoiser, build_denoiser, guidance_vector
+    from globaldiff.diffusion.denoiser import MLPDenoiser, UNetDenoiser, build_denoiser, guidance_vector
 
     torch.manual_seed(0)
     h_t, h_m = torch.randn(3, 4), torch.randn(3, 4)
@@ -298,7 +298,7 @@ def test_unet_denoiser_variants_shapes_and_errors():
 
 def test_unet_denoiser_uses_its_inputs_and_learns():
     """The prediction depends on x_t, t and the guidance, and a few Adam steps fit a fixed x_0 (mse falls)."""
-    from globaldiff.denoiser import UNetDenoiser, guidance_vector
+    from globaldiff.diffusion.denoiser import UNetDenoiser, guidance_vector
 
     torch.manual_seed(0)
     net = UNetDenoiser(num_items=9, hidden_dim=4, guidance="full", time_dim=8, dropout=0.0, channels=4).eval()

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import REPO, entry, leftovers, tar_bytes, write_params, zip_bytes
 from globaldiff import ConfigError
-from globaldiff.data import download as dl
-from globaldiff.data.download import DownloadError, Source
+from globaldiff.ingest import download as dl
+from globaldiff.ingest.download import DownloadError, Source
 
 
 def sha(data: bytes) -> str:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from globaldiff.ensemble import borda_fusion, borda_ranks, fused_scores, normalise
+from globaldiff.ranking.ensemble import borda_fusion, borda_ranks, fused_scores, normalise
 
 INF = float("inf")
 

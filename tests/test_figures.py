@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from globaldiff.figures import figure5, read_curve, validation_points
+from globaldiff.report.figures import figure5, read_curve, validation_points
 
 HEADER = "epoch,loss,val_backbone_HR@20,val_diffusion_HR@20,val_fusion_HR@20,val_backbone_NDCG@20," \
          "val_diffusion_NDCG@20,val_fusion_NDCG@20,selected\n"
@@ -40,7 +40,7 @@ def test_figure5_writes_stable_png_and_pdf(tmp_path):
 
 
 def test_figure4_and_figure6_write_stable_files(tmp_path):
-    from globaldiff.figures import figure4, figure6
+    from globaldiff.report.figures import figure4, figure6
 
     def metrics(hr, ndcg):
         return {"test": {"fusion": {"HR@20": hr, "NDCG@20": ndcg}}}
@@ -57,7 +57,7 @@ def test_figure4_and_figure6_write_stable_files(tmp_path):
 
 
 def test_figure3_writes_png_and_pdf(tmp_path):
-    from globaldiff.figures import figure3
+    from globaldiff.report.figures import figure3
 
     def run(shift):
         return {"test": {f"P{p}": {m: {"HR@20": 0.3 - 0.02 * p + shift + (0.01 if m == "fusion" else 0),

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 from conftest import tar_bytes, zip_bytes
 from globaldiff import ConfigError
-from globaldiff.data import download as dl
-from globaldiff.data.download import DownloadError
-from globaldiff.data.loaders import KUAIREC_FILE, KUAIREC_HEADER, LOADERS, load
+from globaldiff.ingest import download as dl
+from globaldiff.ingest.download import DownloadError
+from globaldiff.ingest.loaders import KUAIREC_FILE, KUAIREC_HEADER, LOADERS, load
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from globaldiff import ConfigError
-from globaldiff.data.loaders import LOADERS, load
+from globaldiff.ingest.loaders import LOADERS, load
 
 KUAI_HEADER = "user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio\n"
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from globaldiff.data.sequences import Split
-from globaldiff.longterm import evaluate_horizons, horizon_sets
+from globaldiff.ranking.longterm import evaluate_horizons, horizon_sets
 
 
 def split() -> Split:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from globaldiff.metrics import (evaluate_all, exclusion_mask, hit_rate, masked_ranks, ndcg, summarise,
-                                target_ranks)
+from globaldiff.ranking.metrics import exclusion_mask, hit_rate, masked_ranks, ndcg, summarise, target_ranks
+from globaldiff.ranking.fused import evaluate_all
 
 WINDOWS = torch.tensor([[0, 0, 2, 5], [1, 3, 3, 4]])
 
@@ -130,7 +130,7 @@ def test_excluded_target_is_never_a_hit_even_with_few_items():
 @pytest.mark.parametrize("exclude", ["window", "history", "none"])
 def test_user_ranks_in_chunks_equal_one_pass(exclude):
     """Chunking over users (the memory bound) changes nothing: every model's and control's ranks are identical."""
-    from globaldiff.metrics import user_ranks
+    from globaldiff.ranking.fused import user_ranks
 
     gen = torch.Generator().manual_seed(3)
     users, items = 11, 9

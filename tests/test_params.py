@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from globaldiff import ConfigError
-from globaldiff.params import load_params, validate
+from globaldiff.config.params import load_params, validate
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from globaldiff.backbones import build_backbone
-from globaldiff.train import (BackboneTraining, autocast, evaluation_sets, pick_precision, seed_everything,
-                              sliding_windows, train_backbone)
+from globaldiff.backbones.base import build_backbone
+from globaldiff.run.backbone import BackboneTraining, train_backbone
+from globaldiff.run.device import autocast, pick_precision, seed_everything
+from globaldiff.data.windows import evaluation_sets, sliding_windows
 
 CPU = torch.device("cpu")
 

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import REPO, leftovers, write_params
 from globaldiff import ConfigError
-from globaldiff.data.loaders import load
-from globaldiff.data.preprocess import Filters, build, filter_counts, implicit, order, read_filters, write_processed
+from globaldiff.ingest.loaders import load
+from globaldiff.ingest.preprocess import Filters, build, filter_counts, implicit, order, read_filters, write_processed
 from globaldiff.data.sequences import read_split, split_sequences
 
 ML_FILTERS = {"min_rating": 4, "min_uc": 20, "min_sc": 1, "iterate": False}

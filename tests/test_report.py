@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from globaldiff.report import (Cell, Disagreement, Table, aggregate, collect_ranks, latex_escape, pvalues_by_run,
+from globaldiff.report.tables import (Cell, Disagreement, Table, aggregate, collect_ranks, latex_escape, pvalues_by_run,
                                results_json, table1, table2, table3, to_csv, to_latex, to_markdown, write_table)
 
 METRICS2 = ("HR@10", "NDCG@10")
@@ -242,7 +242,7 @@ def test_results_json_keeps_the_means():
 
 
 def test_attribution_table_columns_changes_pvalues_and_not_run():
-    from globaldiff.report import SECOND_OPINIONS, attribution_table, recipe_text
+    from globaldiff.report.tables import SECOND_OPINIONS, attribution_table, recipe_text
 
     runs = [run(0, (0.20, 0.10), (0.22, 0.09), (0.10, 0.05)), run(1, (0.22, 0.12), (0.24, 0.11), (0.12, 0.07))]
     for r, value in zip(runs, (0.30, 0.32)):
@@ -266,7 +266,7 @@ def test_attribution_table_columns_changes_pvalues_and_not_run():
 
 
 def test_ablation_table_rows_pvalues_and_missing_reference():
-    from globaldiff.report import ablation_table
+    from globaldiff.report.tables import ablation_table
 
     def metrics(hr20, alone=0.1):
         fusion = {"HR@10": hr20 / 2, "HR@20": hr20, "NDCG@10": hr20 / 4, "NDCG@20": hr20 / 3}
@@ -288,7 +288,7 @@ def test_ablation_table_rows_pvalues_and_missing_reference():
 
 
 def test_longterm_table_per_horizon():
-    from globaldiff.report import longterm_table
+    from globaldiff.report.tables import longterm_table
 
     def run(b, f):
         return {"test": {f"P{p}": {"backbone": dict.fromkeys(("HR@10", "HR@20", "NDCG@10", "NDCG@20"), b / p),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from globaldiff.samples import bernoulli_targets, position_weights, target_probabilities
+from globaldiff.diffusion.samples import bernoulli_targets, position_weights, target_probabilities
 
 # A over item ids 0..5 (0 = padding: zero row and column), symmetric, A[i, i] = 1 for items 1..5.
 A = torch.tensor([

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from globaldiff.significance import compare_runs, paired_test, per_user_metric, run_pvalues
+from globaldiff.report.significance import compare_runs, paired_test, per_user_metric, run_pvalues
 
 EXCLUDED = np.iinfo(np.int64).max
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from globaldiff import ConfigError
-from globaldiff.similarity import (ItemSimilarity, build_similarity, cluster_similarity, cosine_similarity,
+from globaldiff.diffusion.similarity import (ItemSimilarity, build_similarity, cluster_similarity, cosine_similarity,
                                    interaction_matrix, topk_similarity)
 
 # 4 users, M = 6 items; item 5 has no train interaction; user 0 repeats item 2.
@@ -288,7 +288,7 @@ def test_dense_cosine_refusal_reports_the_size_in_mb():
 
 
 def test_topk_chunks_follow_the_memory_budget(monkeypatch):
-    import globaldiff.similarity as similarity
+    import globaldiff.diffusion.similarity as similarity
 
     seen = []
     original = similarity._CosineBlocks.strip

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from globaldiff.figures import fusion_sweep_figure
-from globaldiff.metrics import masked_ranks, exclusion_mask
-from globaldiff.report import sweep_table, to_markdown, tuned_table
-from globaldiff.sweep import choose_setting, fusion_grid_ranks, run_sweep
-from globaldiff.train import EvalSet
+from globaldiff.report.figures import fusion_sweep_figure
+from globaldiff.ranking.metrics import masked_ranks, exclusion_mask
+from globaldiff.report.tables import sweep_table, to_markdown, tuned_table
+from globaldiff.ranking.sweep import choose_setting, fusion_grid_ranks, run_sweep
+from globaldiff.data.windows import EvalSet
 
 
 def one_user(target: int = 2) -> EvalSet:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import ConfigError
+from globaldiff import ConfigError
 
 
 def stage_args(*names: str) -> argparse.Namespace:
@@ -39,7 +39,7 @@ class CurveLog:
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 
     def write(self, path: str | Path) -> None:
-        from .io import atomic_path
+        from globaldiff.io import atomic_path
 
         columns = list(dict.fromkeys(k for row in self.rows for k in row))
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import ConfigError
+from globaldiff import ConfigError
 
 
 def _alive(pid: int) -> bool:

@@ -16,9 +16,13 @@ predicts s_i): exactly the situation at inference, where the next item is unknow
 from __future__ import annotations
 
 import abc
+import importlib
 
 import torch
 from torch import nn
+
+from globaldiff import ConfigError
+from globaldiff.backbones import REGISTRY
 
 
 def right_align(prefix: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -94,3 +98,15 @@ class Backbone(nn.Module, abc.ABC):
         """What a checkpoint must match to be reloaded (stored beside the weights)."""
         return {"class": type(self).__name__, "num_items": self.num_items, "max_len": self.max_len,
                 "hidden": self.hidden}
+
+
+def backbone_class(name: str) -> type[Backbone]:
+    """The class registered as `name`, imported from `globaldiff.backbones.<name>` alone (never the others)."""
+    if name not in REGISTRY:
+        raise ConfigError(f"params.yaml: unknown backbone {name!r}: expected one of {sorted(REGISTRY)}")
+    return getattr(importlib.import_module(f"globaldiff.backbones.{name}"), REGISTRY[name])
+
+
+def build_backbone(name: str, num_items: int, max_len: int, options: dict) -> Backbone:
+    """Instantiate the backbone `name` with its params.yaml model options."""
+    return backbone_class(name)(num_items=num_items, max_len=max_len, **options)

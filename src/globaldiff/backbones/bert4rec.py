@@ -6,7 +6,7 @@ per backbone. Defaults and their sources are in params.yaml.
 
 from __future__ import annotations
 
-from .cloze import ClozeBackbone
+from globaldiff.backbones.cloze import ClozeBackbone
 
 
 class BERT4Rec(ClozeBackbone):

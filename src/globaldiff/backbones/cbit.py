@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .cloze import ClozeBackbone
+from globaldiff.backbones.cloze import ClozeBackbone
 
 
 def nt_xent_pairs(z: torch.Tensor, temperature: float) -> torch.Tensor:

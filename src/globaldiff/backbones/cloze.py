@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Backbone
-from .layers import TransformerEncoder
+from globaldiff.backbones.base import Backbone
+from globaldiff.backbones.layers import TransformerEncoder
 
 
 def cloze_mask(seqs: torch.Tensor, prob: float, mask_id: int, num_items: int,

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Backbone, right_align
-from .layers import TransformerEncoder
+from globaldiff.backbones.base import Backbone, right_align
+from globaldiff.backbones.layers import TransformerEncoder
 
 
 class SASRec(Backbone):

@@ -1,5 +1,1 @@
-"""Data layer: fetch raw files (download), parse them (loaders), filter/order/split (preprocess), read splits (sequences).
-
-Kept empty on purpose: `download` must stay importable without pandas and without the other modules,
-so the download stage depends on `download.py` alone.
-"""
+"""The processed split and what the models read from it: sequences (splits on disk), windows (model inputs)."""

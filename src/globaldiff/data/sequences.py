@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import ConfigError
-from ..io import atomic_path, read_json
+from globaldiff import ConfigError
+from globaldiff.io import atomic_path, read_json
 
 HEADER = "user\ttrain\tval\ttest"
 TEST_LENGTH = {"loo": 1, "longterm": 4}   # items in `test`; val is always the one item before them

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from globaldiff.io import atomic_path  # noqa: E402
 
 SERIES = (("backbone", "backbone alone"), ("diffusion", "diffusion alone"), ("fusion", "+GlobalDiff (fusion)"))
 

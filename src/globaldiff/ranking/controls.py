@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .similarity import ItemSimilarity
+from globaldiff.config.schema import CHOICES
+from globaldiff.diffusion.similarity import ItemSimilarity
 
-CONTROLS = ("propagated", "popularity", "random")
+CONTROLS = CHOICES["controls"]
 
 
 def propagated_scores(logits: torch.Tensor, similarity: ItemSimilarity, batch: int = 1024) -> torch.Tensor:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .ensemble import NORMS, BackboneOpinion, check_gamma
-from .metrics import exclusion_mask, masked_ranks, summarise
+from globaldiff.ranking.ensemble import NORMS, BackboneOpinion, check_gamma
+from globaldiff.ranking.metrics import exclusion_mask, masked_ranks, summarise
 
 
 def fusion_grid_ranks(logits: torch.Tensor, x0_hat: torch.Tensor, evalset, gammas, norms, exclude: str,

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from . import ConfigError
+from globaldiff import ConfigError
 
 MB = 2 ** 20          # similarity.memory_mb counts MiB
 MAX_CHUNK = 2048      # rows per chunk at most (smaller chunks skip more of the lower triangle, larger ones

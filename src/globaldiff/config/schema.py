@@ -9,9 +9,13 @@ The schema is `SCHEMA` below (fixed sections), plus two families of entries whos
   num_items/max_len; a `**kwargs` that forwards to the parent class adds the parent's arguments), and `train`
   options are the fixed set `TRAIN_KEYS`.
 
-`load_params` (the model stages) checks everything and requires every key the code reads. `read_params` (the
-data stages, which must not import torch or the backbones) checks the same schema on the keys present, except
-the backbone model options, which need the backbone registry.
+`load_params` (the model stages) checks everything and requires every key the code reads; the model options of
+a backbone are checked against its class, which a stage passes for the backbones it builds (`model_classes`),
+so that no stage imports a model it does not run. `read_params` (the data stages, which must not import torch)
+checks the same schema on the keys present.
+
+This package imports no other part of the library but `ConfigError`: every stage runs it, so what it imports
+would be a dependency of every stage.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ import difflib
 import inspect
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
-from . import ConfigError
+from globaldiff import ConfigError
 
 METRICS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20")
 
@@ -39,6 +43,7 @@ CHOICES = {
     "inference.scale": ("max", "none"),
     "ensemble.norm": ("softmax", "l1", "l2"),
     "eval.exclude": ("window", "history", "none"),
+    "controls": ("propagated", "popularity", "random"),   # ranking.controls.control_scores implements each
 }
 
 Check = Callable[[str, Any], None]  # (dotted key, value) -> None, or ConfigError
@@ -292,8 +297,6 @@ def _check_datasets(value: Any) -> None:
 def model_options(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword options of a backbone class: its constructor's arguments minus num_items and max_len, plus
     those of each parent constructor that a `**kwargs` forwards to."""
-    from .backbones.base import Backbone
-
     options: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
@@ -304,9 +307,7 @@ def model_options(cls: type) -> dict[str, inspect.Parameter]:
                 forwards = True
             elif param.kind is not inspect.Parameter.VAR_POSITIONAL and name not in ("self", "num_items", "max_len"):
                 options.setdefault(name, param)
-        if not forwards or not (isinstance(klass, type) and issubclass(klass, Backbone)):
-            break
-        if klass is Backbone:
+        if not forwards or klass.__name__ == "Backbone" or klass.__base__ is object:
             break
     return options
 
@@ -330,10 +331,25 @@ def _check_option_type(key: str, value: Any, default: Any) -> None:
                                 f"(like the default {default!r})")
 
 
-def _check_backbones(value: Any, required: bool, registry: dict | None) -> None:
+def check_model_options(name: str, model: Any, cls: type, required: bool = True) -> None:
+    """`backbones.<name>.model` against the constructor of `cls`: no unknown option, each of its default's type,
+    and (with `required`) every option without a default present."""
+    path = f"backbones.{name}.model"
+    model = _mapping(path, model)
+    options = model_options(cls)
+    _unknown(path, model, options, f"not an argument of {cls.__name__}.__init__")
+    for key, param in options.items():
+        if key in model:
+            _check_option_type(f"{path}.{key}", model[key], param.default)
+        elif required and param.default is inspect.Parameter.empty:
+            raise ConfigError(f"params.yaml: missing key '{path}.{key}'")
+
+
+def _check_backbones(value: Any, required: bool, classes: Mapping[str, type]) -> None:
+    from globaldiff.backbones import REGISTRY  # pure data: the names, no model code
+
     backbones = _mapping("backbones", value)
-    if registry is not None:
-        _unknown("backbones", backbones, registry, "not a registered backbone")
+    _unknown("backbones", backbones, REGISTRY, "not a registered backbone")
     for name, entry in backbones.items():
         path = _join("backbones", name)
         entry = _mapping(path, entry)
@@ -348,29 +364,21 @@ def _check_backbones(value: Any, required: bool, registry: dict | None) -> None:
                     raise ConfigError(f"params.yaml: missing key '{path}.train.{key}'")
         if "model" in entry:
             model = _mapping(f"{path}.model", entry["model"])
-            if registry is None:
-                continue
-            options = model_options(registry[name])
-            _unknown(f"{path}.model", model, options,
-                     f"not an argument of {registry[name].__name__}.__init__")
-            for key, param in options.items():
-                if key in model:
-                    _check_option_type(f"{path}.model.{key}", model[key], param.default)
-                elif required and param.default is inspect.Parameter.empty:
-                    raise ConfigError(f"params.yaml: missing key '{path}.model.{key}'")
+            if name in classes:
+                check_model_options(name, model, classes[name], required)
 
 
-def check_schema(params: Any, *, required: bool = False, registry: dict | None = None) -> dict:
+def check_schema(params: Any, *, required: bool = False, model_classes: Mapping[str, type] | None = None) -> dict:
     """Check `params` against the schema: unknown keys anywhere, the type and range of every value present;
-    with `required`, also that every key the code reads is there. Backbone model options are checked
-    against `registry` (name -> class) when given."""
+    with `required`, also that every key the code reads is there. The model options of each backbone in
+    `model_classes` (name -> class) are checked against its constructor."""
     if not isinstance(params, dict):
         raise ConfigError("params.yaml: expected a mapping at the top level")
     _walk("", params, SCHEMA, required, OPTIONAL)
     if "datasets" in params:
         _check_datasets(params["datasets"])
     if "backbones" in params:
-        _check_backbones(params["backbones"], required, registry)
+        _check_backbones(params["backbones"], required, model_classes or {})
     return params
 
 
@@ -383,12 +391,10 @@ def _get(params: dict, dotted: str) -> Any:
     return node
 
 
-def validate(params: dict) -> dict:
-    """Check the whole params file (every key, every backbone's options); raise ConfigError naming the first
-    bad key by its full path."""
-    from .backbones import REGISTRY
+def check_references(params: dict) -> None:
+    """The checks across keys: start_step <= T, the study's names have entries, controls and long-term run."""
+    from globaldiff.backbones import REGISTRY  # pure data: the names, no model code
 
-    check_schema(params, required=True, registry=REGISTRY)
     start = params["inference"].get("start_step")
     if start is not None and start > params["T"]:
         raise ConfigError(f"params.yaml: inference.start_step = {start!r}: expected null or an integer in [1, T = {params['T']}]")
@@ -401,11 +407,9 @@ def validate(params: dict) -> dict:
         if name not in _get(params, "datasets"):
             raise ConfigError(f"params.yaml: study.datasets: unknown dataset {name!r}: expected one of {sorted(params['datasets'])}")
     if params.get("controls"):
-        from .controls import CONTROLS
-
         for i, name in enumerate(params["controls"]):
-            if name not in CONTROLS:
-                raise ConfigError(f"params.yaml: controls[{i}] = {name!r}: expected one of {list(CONTROLS)}")
+            if name not in CHOICES["controls"]:
+                raise ConfigError(f"params.yaml: controls[{i}] = {name!r}: expected one of {list(CHOICES['controls'])}")
     if "longterm" in params:
         lt = params["longterm"]
         if lt["seeds"] and lt["dataset"] not in _get(params, "study.datasets"):
@@ -414,14 +418,9 @@ def validate(params: dict) -> dict:
         if lt["backbone"] not in REGISTRY or lt["backbone"] not in params["backbones"]:
             raise ConfigError(f"params.yaml: longterm.backbone = {lt['backbone']!r}: expected a backbone with an "
                               f"entry under 'backbones' ({sorted(params['backbones'])})")
-    if "ablations" in params:
-        from .ablation import check_ablations
-
-        check_ablations(params)
-    return params
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -432,14 +431,3 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read ({e})") from None
 
 
-def read_params(path: str | Path = "params.yaml") -> dict:
-    """params.yaml as a dict, for the data stages: the keys present are checked against the schema (unknown
-    keys anywhere, types and ranges), without requiring the model sections or importing the backbones."""
-    params = _read_yaml(Path(path))
-    return check_schema({} if params is None else params)
-
-
-def load_params(path: str | Path = "params.yaml") -> dict:
-    """params.yaml, fully validated (the model stages)."""
-    params = _read_yaml(Path(path))
-    return validate({} if params is None else params)

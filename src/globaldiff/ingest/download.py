@@ -38,8 +38,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from .. import ConfigError
-from ..io import write_json
+from globaldiff import ConfigError
+from globaldiff.io import write_json
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 CHUNK = 1 << 20

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import ConfigError
+from globaldiff import ConfigError
 
 
 @dataclass

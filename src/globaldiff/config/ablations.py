@@ -1,4 +1,4 @@
-"""Ablations on a cached backbone (paper Figures 4 and 6, Table 3): the diffusion model retrained with a few
+"""Ablation variants as params (paper Figures 4 and 6, Table 3) (paper Figures 4 and 6, Table 3): the diffusion model retrained with a few
 params overridden, everything else as in the main run.
 
 A variant is a name and a nested mapping of the params it changes, e.g. `T200: {T: 200}` or
@@ -13,7 +13,8 @@ import copy
 import re
 from typing import Any, Mapping
 
-from . import ConfigError
+from globaldiff import ConfigError
+from globaldiff.config.schema import OPTIONAL
 
 # params an ablation may override: everything that shapes the diffusion model, nothing upstream of it
 OVERRIDABLE = ("T", "similarity.", "diffusion.", "denoiser.", "inference.", "ensemble.")
@@ -46,30 +47,10 @@ def apply_overrides(params: Mapping, overrides: Mapping[str, Any], where: str = 
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"params.yaml: {where}: unknown key {dotted!r}")
             node = node[part]
-        if leaf not in node and dotted not in optional_keys():
+        if leaf not in node and dotted not in OPTIONAL:
             raise ConfigError(f"params.yaml: {where}: unknown key {dotted!r}")
         node[leaf] = value
     return merged
-
-
-def optional_keys() -> set[str]:
-    from .params import OPTIONAL
-
-    return set(OPTIONAL)
-
-
-def variant_params(params: Mapping, name: str) -> dict:
-    """params with ablation `name`'s overrides applied and the result validated like params.yaml."""
-    from .params import validate
-
-    variants = params["ablations"]["variants"]
-    if name not in variants:
-        raise ConfigError(f"params.yaml: ablations.variants: no variant {name!r} (have: {', '.join(variants)})")
-    merged = apply_overrides(params, variants[name], f"ablations.variants.{name}")
-    try:
-        return validate(merged)
-    except ConfigError as e:
-        raise ConfigError(f"{e} (after ablations.variants.{name})") from None
 
 
 def check_ablations(params: Mapping) -> None:
@@ -107,21 +88,3 @@ def check_ablations(params: Mapping) -> None:
 def changes(overrides: Mapping[str, Any]) -> set[str]:
     """The dotted keys a variant sets (how the report sorts variants into figures and tables)."""
     return set(leaves(overrides))
-
-
-def run_variant(params: Mapping, name: str, split, backbone_checkpoint: dict, source: str, seed: int, device,
-                log, precision=None) -> tuple[dict, dict, dict]:
-    """Train and evaluate ablation `name` for one seed on the cached backbone: (diffusion checkpoint, metrics
-    {val|test: {model: {metric: value}}} at diffusion.select_gamma, test ranks {model: [users]})."""
-    from .evaluation import evaluate_run
-    from .experiment import fit_diffusion, load_backbone
-    from .similarity import build_similarity
-
-    merged = variant_params(params, name)
-    ab = merged["ablations"]
-    backbone = load_backbone(merged, ab["backbone"], backbone_checkpoint, split.num_items, source)
-    similarity = build_similarity(split.train, split.num_items, **merged["similarity"])
-    checkpoint, scores = fit_diffusion(merged, backbone, similarity, split, seed, device, log, precision)
-    at_selection = {**merged, "gamma": merged["diffusion"]["select_gamma"], "controls": []}
-    metrics, ranks = evaluate_run(at_selection, split, scores, similarity, seed)
-    return checkpoint, metrics, ranks

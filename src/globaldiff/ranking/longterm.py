@@ -12,9 +12,10 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from .data.sequences import Split
-from .metrics import summarise, user_ranks
-from .train import EvalSet, evaluation_sets
+from globaldiff.data.sequences import Split
+from globaldiff.ranking.metrics import summarise
+from globaldiff.ranking.fused import user_ranks
+from globaldiff.data.windows import EvalSet, evaluation_sets
 
 
 def horizon_sets(split: Split, length: int) -> list[EvalSet]:

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .. import ConfigError
+from globaldiff import ConfigError
 
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")  # fits int64, no leading zeros: safe to treat as a number
 

@@ -17,8 +17,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .io import atomic_path
-from .significance import compare_runs, run_pvalues
+from globaldiff.io import atomic_path
+from globaldiff.report.significance import compare_runs, run_pvalues
 
 METRICS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20")
 PAPER_NAMES = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "cbit": "CBiT", "srgnn": "SRGNN"}
@@ -565,7 +565,7 @@ def recipe_text(model_options: Mapping) -> str:
 
 def describe_changes(overrides: Mapping) -> str:
     """A variant's overrides as "T = 200; similarity.method = kmeans"."""
-    from .ablation import leaves
+    from globaldiff.config.ablations import leaves
 
     return "; ".join(f"{k} = {v}" for k, v in leaves(overrides).items())
 
@@ -615,7 +615,7 @@ def ablation_groups(params: Mapping, names: Sequence[str]) -> dict[str, dict[str
     where variant "" is the main run. A variant joins a figure only when it changes nothing else: Figure 4
     takes those that change denoiser.guidance alone, Figure 6 those that change T alone, Table 3 those that
     switch the similarity to K-means (method and clusters only)."""
-    from .ablation import changes, leaves
+    from globaldiff.config.ablations import changes, leaves
 
     variants = params["ablations"]["variants"]
     groups: dict[str, dict[str, str]] = {

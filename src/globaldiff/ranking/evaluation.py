@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import ConfigError
-from .data.sequences import Split
-from .controls import control_scores
-from .metrics import summarise, user_ranks
-from .similarity import ItemSimilarity
-from .train import evaluation_sets
+from globaldiff import ConfigError
+from globaldiff.data.sequences import Split
+from globaldiff.ranking.controls import control_scores
+from globaldiff.ranking.metrics import summarise
+from globaldiff.ranking.fused import user_ranks
+from globaldiff.diffusion.similarity import ItemSimilarity
+from globaldiff.data.windows import evaluation_sets
 
 
 def evaluate_run(params: dict, split: Split, scores: dict[str, np.ndarray], similarity: ItemSimilarity,

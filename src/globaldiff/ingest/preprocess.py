@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import ConfigError
-from ..io import atomic_path, write_json
-from .sequences import TEST_LENGTH, split_sequences, write_split
+from globaldiff import ConfigError
+from globaldiff.io import atomic_path, write_json
+from globaldiff.data.sequences import TEST_LENGTH, split_sequences, write_split
 
 MIN_LENGTH = {name: p + 2 for name, p in TEST_LENGTH.items()}  # test + val + at least one training item
 

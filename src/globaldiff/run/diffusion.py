@@ -1,0 +1,176 @@
+"""The diffusion side of a run (paper Sections 3.3-3.5): the denoiser trained on the frozen backbone, its
+epoch selected on fused validation scores, and the reverse chain's x0_hat for every user."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+import globaldiff.diffusion.schedule as dm
+from globaldiff import ConfigError
+from globaldiff.backbones.base import Backbone
+from globaldiff.config.params import dataclass_from
+from globaldiff.data.sequences import Split
+from globaldiff.data.windows import EvalSet, evaluation_sets, last_windows
+from globaldiff.diffusion.denoiser import build_denoiser, guidance_vector
+from globaldiff.diffusion.samples import bernoulli_targets, target_probabilities
+from globaldiff.diffusion.similarity import ItemSimilarity
+from globaldiff.ranking.fused import evaluate_all
+from globaldiff.run.backbone import backbone_outputs
+from globaldiff.run.device import autocast, seed_everything
+
+
+@dataclass
+class DiffusionTraining:
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "mse"             # eq. (7) 'mse' | authors' 'ce'
+    zeta: float = 1.5
+    delta: float = 1.0
+    rule: str = "paper"           # eq. (3) 'paper' | authors' 'code'
+    eval_every: int = 5           # epochs between validation passes (model selection)
+    select_metric: str = "HR@10"  # of the fused validation scores
+    select_gamma: float = 0.5     # gamma used for selection only (the reported gamma is applied later)
+    norm: str = "l1"
+    exclude: str = "window"
+
+
+@dataclass
+class Inference:
+    input: str = "softmax"        # y = softmax of the backbone's logits (paper) | raw 'logits' (authors)
+    scale: str = "max"            # 'max': y / max(y) puts y on x_0's 0..1 scale | 'none'
+    start_step: int | None = None # T' (None: T)
+    noise: bool = False           # sampling noise in the reverse chain
+    batch_size: int = 1024
+
+
+def diffusion_start(logits: torch.Tensor, inf: Inference) -> torch.Tensor:
+    """x^{T'} from the backbone's next-item logits (Section 3.5); padding gets 0."""
+    scores = logits.clone()
+    scores[:, 0] = float("-inf")
+    x = torch.softmax(scores, dim=1) if inf.input == "softmax" else scores.masked_fill(~torch.isfinite(scores), 0.0)
+    if inf.scale == "max":
+        x = x / x.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
+    return x
+
+
+@torch.no_grad()
+def diffusion_predict(denoiser: nn.Module, schedule: dm.DiffusionSchedule, logits: torch.Tensor,
+                      h_target: torch.Tensor, h_mean: torch.Tensor, inf: Inference, device,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """x0_hat [N, M+1] for every user: reverse chain from x^{T'} built from the backbone's output."""
+    denoiser.eval()
+    start = inf.start_step or schedule.steps
+    outs = []
+    for i in range(0, len(logits), inf.batch_size):
+        cond = guidance_vector(h_target[i:i + inf.batch_size].to(device), h_mean[i:i + inf.batch_size].to(device),
+                               denoiser.guidance)
+        x = diffusion_start(logits[i:i + inf.batch_size], inf).to(device)
+        outs.append(dm.reverse(schedule, lambda x_t, t: denoiser(x_t, t, cond), x, start,
+                               noise=inf.noise, generator=generator).float().cpu())
+    return torch.cat(outs)
+
+
+def train_diffusion(backbone: Backbone, denoiser: nn.Module, schedule: dm.DiffusionSchedule,
+                    similarity: ItemSimilarity, windows: torch.Tensor, val: EvalSet, cfg: DiffusionTraining,
+                    inf: Inference, device, generator: torch.Generator,
+                    log: Callable[[dict], None] = lambda row: None, precision: torch.dtype | None = None) -> dict:
+    """Train f_theta on masked training windows [N, L] (one fresh mask and x_0 per window per epoch) with the
+    backbone frozen; every `eval_every` epochs run the whole inference on validation and keep the best state."""
+    backbone.to(device).eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    denoiser.to(device)
+    similarity = similarity.to(device)
+    optim = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    valid = backbone.valid_mask_positions(windows)
+    keep = valid.any(dim=1)
+    windows, valid = windows[keep], valid[keep]
+    val_logits, val_h, val_mean = backbone_outputs(backbone, val.windows, inf.batch_size, device)
+    best, best_state = -1.0, None
+    for epoch in range(1, cfg.epochs + 1):
+        denoiser.train()
+        order = torch.randperm(len(windows), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            batch, ok = windows[idx], valid[idx].float()
+            pos = torch.multinomial(ok, 1, generator=generator).squeeze(1)
+            rows = torch.arange(len(batch))
+            targets = batch[rows, pos]
+            t = torch.randint(0, schedule.steps, (len(batch),), generator=generator)
+            batch, pos, targets, t = batch.to(device), pos.to(device), targets.to(device), t.to(device)
+            q = target_probabilities(similarity.rows(targets), batch, pos, cfg.zeta, cfg.delta, cfg.rule)
+            x0 = bernoulli_targets(q.cpu(), generator).to(device)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            x_t = dm.q_sample(schedule, x0, t, noise)
+            with autocast(device, precision):
+                with torch.no_grad():
+                    seqs, target_pos = backbone.masked_input(batch, pos)
+                    h_target, h_mean = backbone.guidance(seqs, target_pos)
+                pred = denoiser(x_t, t, guidance_vector(h_target, h_mean, denoiser.guidance))
+                loss = dm.diffusion_loss(pred.float(), x0, targets, cfg.loss)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            total += loss.item() * len(batch)
+        row = {"epoch": epoch, "loss": total / len(windows)}
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            x0_hat = diffusion_predict(denoiser, schedule, val_logits, val_h, val_mean, inf, device)
+            metrics = evaluate_all(val_logits, x0_hat, val, cfg.select_gamma, cfg.norm, cfg.exclude)
+            row.update({f"val_{part}_{k}": v for part, m in metrics.items() for k, v in m.items()})
+            if metrics["fusion"][cfg.select_metric] > best:
+                best, best_state = metrics["fusion"][cfg.select_metric], copy.deepcopy(denoiser.state_dict())
+                row["selected"] = True
+        log(row)
+    return best_state
+
+
+def schedule_from_params(params: dict) -> dm.DiffusionSchedule:
+    d = params["diffusion"]
+    return dm.DiffusionSchedule.linear_variance(params["T"], d["noise_scale"], d["noise_min"], d["noise_max"], d["beta_first"])
+
+
+def new_denoiser(params: dict, backbone: Backbone) -> torch.nn.Module:
+    d = params["denoiser"]
+    return build_denoiser(d["network"], backbone.num_items, backbone.hidden, d["guidance"], d["hidden"], d["time_dim"],
+                          d["dropout"], d["channels"])
+
+
+def inference_from_params(params: dict) -> Inference:
+    return dataclass_from(Inference, params["inference"])
+
+
+def fit_diffusion(params: dict, backbone: Backbone, similarity: ItemSimilarity, split: Split, seed: int, device,
+                  log: Callable[[dict], None], precision: torch.dtype | None = None
+                  ) -> tuple[dict, dict[str, np.ndarray]]:
+    """Train the denoiser on the frozen backbone (one masked window per user per epoch: each user's last L train
+    items), select the epoch on fused validation, and return (checkpoint, score matrices for val and test)."""
+    if similarity.num_items != split.num_items:
+        raise ConfigError(f"similarity has {similarity.num_items} items, the dataset {split.num_items}: re-run similarity")
+    generator = seed_everything(seed)
+    schedule = schedule_from_params(params)
+    denoiser = new_denoiser(params, backbone)
+    cfg = dataclass_from(DiffusionTraining, params["diffusion"], norm=params["ensemble"]["norm"],
+                exclude=params["eval"]["exclude"])
+    inf = inference_from_params(params)
+    windows = last_windows(split.train, params["max_len"])
+    val, test = evaluation_sets(split.train, split.val, split.test, params["max_len"])
+    state = train_diffusion(backbone, denoiser, schedule, similarity, windows, val, cfg, inf, device, generator, log,
+                            precision)
+    denoiser.load_state_dict(state)
+    scores = {}
+    for part, evalset in (("val", val), ("test", test)):
+        logits, h_target, h_mean = backbone_outputs(backbone, evalset.windows, inf.batch_size, device)
+        x0_hat = diffusion_predict(denoiser, schedule, logits, h_target, h_mean, inf, device)
+        scores[f"{part}_logits"], scores[f"{part}_x0"] = logits.numpy(), x0_hat.numpy()
+    checkpoint = {"config": {"backbone": backbone.config(), "network": params["denoiser"]["network"],
+                             "guidance": denoiser.guidance}, "state_dict": state}
+    return checkpoint, scores
