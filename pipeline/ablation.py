@@ -10,7 +10,7 @@ from globaldiff.data.sequences import read_split
 from globaldiff.io import load_torch, save_npy, save_torch, write_json
 from globaldiff.config.params import load_params
 from globaldiff.run.backbone import check_backbone_params
-from globaldiff.run.device import pick_device, pick_precision
+from globaldiff.run.device import autocast_dtype, pick_device
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     source = paths.run_dir(dataset, backbone, args.seed) / "backbone.pt"
     log = CurveLog()
     checkpoint, metrics, ranks = run_variant(params, args.variant, split, load_torch(source), str(source), args.seed,
-                                             device, log, pick_precision(os.environ.get("GLOBALDIFF_PRECISION"), device))
+                                             device, log, autocast_dtype(params["precision"], device))
     out = paths.ablation_dir(dataset, backbone, args.variant, args.seed)
     log.write(out / "diffusion_curve.csv")
     save_torch(out / "diffusion.pt", checkpoint)

@@ -12,7 +12,7 @@ from globaldiff.io import save_torch, write_json
 from globaldiff.ranking.longterm import evaluate_horizons
 from globaldiff.config.params import load_params
 from globaldiff.diffusion.similarity import build_similarity
-from globaldiff.run.device import pick_device, pick_precision
+from globaldiff.run.device import autocast_dtype, pick_device
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     dataset, backbone_name = params["longterm"]["dataset"], params["longterm"]["backbone"]
     split = read_split(paths.processed(dataset), "longterm")
     device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))
-    precision = pick_precision(os.environ.get("GLOBALDIFF_PRECISION"), device)
+    precision = autocast_dtype(params["precision"], device)
     out = paths.longterm_dir(dataset, backbone_name, args.seed)
     backbone_log, diffusion_log = CurveLog(), CurveLog()
     checkpoint = fit_backbone(params, backbone_name, split, args.seed, device, backbone_log, precision)

@@ -8,7 +8,7 @@ from globaldiff.data.sequences import read_split
 from globaldiff.run.backbone import check_backbone_params, fit_backbone
 from globaldiff.io import save_torch
 from globaldiff.config.params import load_params
-from globaldiff.run.device import pick_device, pick_precision
+from globaldiff.run.device import autocast_dtype, pick_device
 
 
 def main() -> None:
@@ -18,7 +18,7 @@ def main() -> None:
     split = read_split(paths.processed(args.dataset), "loo")
     log = CurveLog()
     device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))
-    precision = pick_precision(os.environ.get("GLOBALDIFF_PRECISION"), device)
+    precision = autocast_dtype(params["precision"], device)
     checkpoint = fit_backbone(params, args.backbone, split, args.seed, device, log, precision)
     out = paths.run_dir(args.dataset, args.backbone, args.seed)
     log.write(out / "backbone_curve.csv")

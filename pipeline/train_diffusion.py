@@ -11,7 +11,7 @@ from globaldiff.run.diffusion import fit_diffusion
 from globaldiff.io import load_torch, save_npy, save_torch
 from globaldiff.config.params import load_params
 from globaldiff.diffusion.similarity import ItemSimilarity
-from globaldiff.run.device import pick_device, pick_precision
+from globaldiff.run.device import autocast_dtype, pick_device
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     similarity = ItemSimilarity.from_state_dict(load_torch(paths.similarity(args.dataset)))
     log = CurveLog()
     device = pick_device(os.environ.get("GLOBALDIFF_DEVICE"))
-    precision = pick_precision(os.environ.get("GLOBALDIFF_PRECISION"), device)
+    precision = autocast_dtype(params["precision"], device)
     checkpoint, scores = fit_diffusion(params, backbone, similarity, split, args.seed, device, log, precision)
     log.write(run / "diffusion_curve.csv")
     save_torch(run / "diffusion.pt", checkpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -266,3 +267,21 @@ def test_training_is_bit_reproducible_with_several_threads(name, options):
     finally:
         torch.set_num_threads(threads)
     assert first == second
+
+
+def test_step_lr_schedule_multiplies_the_rate_every_lr_step_epochs():
+    # The CBiT authors' schedule (lr 0.005 halved every 15 epochs), here 1e-3 halved every epoch.
+    from globaldiff.data.windows import evaluation_sets, sliding_windows
+    from globaldiff.run.backbone import BackboneTraining, train_backbone
+    from globaldiff.run.device import seed_everything
+
+    rng = np.random.default_rng(0)
+    train = [rng.integers(1, 13, size=12) for _ in range(16)]
+    val, test = rng.integers(1, 13, size=16), rng.integers(1, 13, size=(16, 1))
+    backbone = build_backbone("sasrec", 12, 4, {"hidden": 8})
+    val_set, _ = evaluation_sets(train, val, test, 4)
+    cfg = BackboneTraining(epochs=3, batch_size=8, lr=1e-3, patience=10, exclude="window", lr_step=1, lr_decay=0.5)
+    rows = []
+    train_backbone(backbone, sliding_windows(train, 5, 1), val_set, cfg, torch.device("cpu"), seed_everything(0),
+                   rows.append)
+    assert [row["lr"] for row in rows] == pytest.approx([1e-3, 5e-4, 2.5e-4])

@@ -40,7 +40,7 @@ from globaldiff.backbones.base import backbone_class
 from globaldiff.ingest.loaders import LOADERS
 from globaldiff.run.backbone import load_backbone, new_backbone
 from globaldiff.io import load_npy, load_torch, save_torch
-from globaldiff.config.schema import LOADER_KEYS, SCHEMA, TRAIN_KEYS, check_schema, model_options
+from globaldiff.config.schema import LOADER_KEYS, OPTIONAL, SCHEMA, TRAIN_KEYS, TRAIN_OPTIONAL, check_schema, model_options
 from globaldiff.config.params import load_params, read_params, validate
 from globaldiff.run.backbone import BackboneTraining
 from globaldiff.run.diffusion import DiffusionTraining, Inference
@@ -263,7 +263,7 @@ def test_backbone_options_follow_the_constructor(committed, name):
     assert "num_items" not in options and "max_len" not in options
     model = committed["backbones"].get(name, {}).get("model") or \
         {k: p.default for k, p in options.items() if p.default is not inspect.Parameter.empty}
-    committed["backbones"][name] = {"model": dict(model), "train": {"stride": 10}}
+    committed["backbones"][name] = {"model": dict(model), "train": dict(committed["backbones"]["sasrec"]["train"])}
     committed["study"]["backbones"] = [name]
     committed["ablations"]["backbone"] = name
     validate_all(committed)
@@ -277,11 +277,24 @@ def test_backbone_option_types_and_train_keys(committed):
     committed["backbones"]["sasrec"]["model"]["hidden"] = "64"
     with pytest.raises(ConfigError, match=r"backbones.sasrec.model.hidden = '64'"):
         validate_all(committed)
-    assert set(TRAIN_KEYS) == {"epochs", "patience", "batch_size", "lr", "stride", "weight_decay", "select_metric"}
+    assert set(TRAIN_KEYS) == {"epochs", "patience", "batch_size", "lr", "stride", "weight_decay", "select_metric",
+                               "lr_step", "lr_decay"}
     # Every training option the code can take is known to the schema (nothing is refused that would work).
     assert {f.name for f in dataclasses.fields(BackboneTraining)} - {"exclude"} <= set(TRAIN_KEYS)
     assert {f.name for f in dataclasses.fields(DiffusionTraining)} - {"norm", "exclude"} <= set(SCHEMA["diffusion"])
     assert {f.name for f in dataclasses.fields(Inference)} <= set(SCHEMA["inference"])
+
+
+@pytest.mark.parametrize("cls, section, optional", [
+    (BackboneTraining, "backbones.<name>.train", TRAIN_OPTIONAL),
+    (DiffusionTraining, "diffusion", {k.split(".", 1)[1] for k in OPTIONAL if k.startswith("diffusion.")}),
+    (Inference, "inference", {k.split(".", 1)[1] for k in OPTIONAL if k.startswith("inference.")}),
+])
+def test_each_default_lives_in_one_place(cls, section, optional):
+    # A field with a default in code is a key params may leave out; a key params must give has no code default,
+    # so params.yaml and the code can never disagree on it.
+    with_default = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    assert with_default == optional, section
     assert set(LOADER_KEYS) == set(LOADERS)
 
 

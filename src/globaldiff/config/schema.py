@@ -43,6 +43,7 @@ CHOICES = {
     "inference.scale": ("max", "none"),
     "ensemble.norm": ("softmax", "l1", "l2"),
     "eval.exclude": ("window", "history", "none"),
+    "precision": ("fp32", "bf16"),
     "controls": ("propagated", "popularity", "random"),   # ranking.controls.control_scores implements each
 }
 
@@ -119,6 +120,7 @@ SCHEMA: dict[str, Any] = {
     "gamma": number(0.0, 1.0),
     "T": number(1, integer=True),
     "max_len": number(2, integer=True),
+    "precision": choice(CHOICES["precision"]),
     "study": {
         "datasets": list_of(text),
         "backbones": list_of(text),
@@ -225,8 +227,12 @@ TRAIN_KEYS: dict[str, Check] = {
     "stride": number(1, integer=True),
     "weight_decay": number(0.0),
     "select_metric": choice(METRICS),
+    "lr_step": optional(number(1, integer=True)),
+    "lr_decay": number(above=0.0, high=1.0),
 }
-TRAIN_REQUIRED = {"stride"}  # the others have defaults in train.BackboneTraining
+# Keys a train entry may leave out: their defaults are run.backbone.BackboneTraining's (the one place).
+TRAIN_OPTIONAL = {"weight_decay", "select_metric", "lr_step", "lr_decay"}
+TRAIN_REQUIRED = set(TRAIN_KEYS) - TRAIN_OPTIONAL
 
 
 # --- walking the schema --------------------------------------------------------------------------------

@@ -35,13 +35,18 @@ def evaluate_scores(scores: torch.Tensor, evalset: EvalSet, exclude: str) -> dic
 
 @dataclass
 class BackboneTraining:
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
+    """`backbones.<name>.train` (params.yaml is the one source of the values; the defaults below are those of
+    the keys params may leave out, config.schema.TRAIN_OPTIONAL)."""
+
+    epochs: int                   # upper bound: early stopping decides
+    batch_size: int
+    lr: float
+    patience: int                 # epochs without a better validation metric before stopping
+    exclude: str                  # eval.exclude
     weight_decay: float = 0.0
-    patience: int = 10            # epochs without a better validation metric before stopping
     select_metric: str = "NDCG@10"
-    exclude: str = "window"
+    lr_step: int | None = None    # StepLR: multiply the learning rate by `lr_decay` every `lr_step` epochs
+    lr_decay: float = 0.5
 
 
 def train_backbone(backbone: Backbone, windows: torch.Tensor, val: EvalSet, cfg: BackboneTraining, device,
@@ -50,6 +55,7 @@ def train_backbone(backbone: Backbone, windows: torch.Tensor, val: EvalSet, cfg:
     """Train on `windows` [W, L+1] with early stopping on the validation metric; return the best state."""
     backbone.to(device)
     optim = torch.optim.Adam(backbone.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.StepLR(optim, cfg.lr_step, cfg.lr_decay) if cfg.lr_step else None
     best, best_state, waited = -1.0, None, 0
     for epoch in range(1, cfg.epochs + 1):
         backbone.train()
@@ -69,6 +75,9 @@ def train_backbone(backbone: Backbone, windows: torch.Tensor, val: EvalSet, cfg:
         scores, _, _ = backbone_outputs(backbone, val.windows, 1024, device)
         metrics = evaluate_scores(scores, val, cfg.exclude)
         row = {"epoch": epoch, "loss": total / len(windows), **{f"val_{k}": v for k, v in metrics.items()}}
+        if schedule is not None:
+            row["lr"] = optim.param_groups[0]["lr"]
+            schedule.step()
         log(row)
         if metrics[cfg.select_metric] > best:
             best, best_state, waited = metrics[cfg.select_metric], copy.deepcopy(backbone.state_dict()), 0

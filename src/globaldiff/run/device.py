@@ -24,21 +24,21 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device(requested)
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the training steps for params `precision` ('fp32': None, 'bf16': bfloat16).
 
-
-def pick_precision(requested: str | None, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype of the training forward passes, chosen at run time like the device (never a DVC param).
-
-    'auto' (default): bfloat16 on a CUDA card that supports it, else None (float32); 'fp32': None; 'bf16'.
-    Only training is autocast: every score that is ranked (validation, inference) stays float32, because
-    bfloat16's 8-bit mantissa would tie thousands of items and move the metrics.
+    Precision is part of the recipe (a param), never picked from the device, so one DVC cache key never holds
+    results of two precisions. Only training steps are autocast: every score that is ranked (validation,
+    inference) stays float32, because bfloat16's 8-bit mantissa would tie thousands of items.
     """
-    if requested in (None, "", "auto"):
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision {requested!r}: expected one of {PRECISIONS}")
-    return torch.bfloat16 if requested == "bf16" else None
+    if precision == "fp32":
+        return None
+    if precision != "bf16":
+        raise ValueError(f"precision {precision!r}: expected 'fp32' or 'bf16'")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError(f"params precision 'bf16': this CUDA device ({torch.cuda.get_device_name(device)}) has no "
+                           f"bfloat16 support; -S precision=fp32 (a different recipe, cached separately)")
+    return torch.bfloat16
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

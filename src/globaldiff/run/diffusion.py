@@ -27,25 +27,30 @@ from globaldiff.run.device import autocast, seed_everything
 
 @dataclass
 class DiffusionTraining:
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
+    """`diffusion` (with ensemble.norm and eval.exclude): params.yaml is the one source of the values; the one
+    default is that of the key params may leave out (config.schema.OPTIONAL)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    loss: str                     # eq. (7) 'mse' | authors' 'ce'
+    zeta: float
+    delta: float
+    rule: str                     # eq. (3) 'paper' | authors' 'code'
+    eval_every: int               # epochs between validation passes (model selection)
+    select_metric: str            # of the fused validation scores
+    select_gamma: float           # gamma used for selection only (the reported gamma is applied later)
+    norm: str
+    exclude: str
     weight_decay: float = 0.0
-    loss: str = "mse"             # eq. (7) 'mse' | authors' 'ce'
-    zeta: float = 1.5
-    delta: float = 1.0
-    rule: str = "paper"           # eq. (3) 'paper' | authors' 'code'
-    eval_every: int = 5           # epochs between validation passes (model selection)
-    select_metric: str = "HR@10"  # of the fused validation scores
-    select_gamma: float = 0.5     # gamma used for selection only (the reported gamma is applied later)
-    norm: str = "l1"
-    exclude: str = "window"
 
 
 @dataclass
 class Inference:
-    input: str = "softmax"        # y = softmax of the backbone's logits (paper) | raw 'logits' (authors)
-    scale: str = "max"            # 'max': y / max(y) puts y on x_0's 0..1 scale | 'none'
+    """`inference`: y from the backbone, then the reverse chain (Section 3.5)."""
+
+    input: str                    # y = softmax of the backbone's logits (paper) | raw 'logits' (authors)
+    scale: str                    # 'max': y / max(y) puts y on x_0's 0..1 scale | 'none'
     start_step: int | None = None # T' (None: T)
     noise: bool = False           # sampling noise in the reverse chain
     batch_size: int = 1024
