@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from globaldiff import ConfigError
-from globaldiff.ingest.download import clear, dataset_config, download_dataset, record_checksum, resolve_source
+from globaldiff.ingest.download import (Limits, check_local_source, clear, dataset_config, download_dataset,
+                                        record_checksum, resolve_source)
 from globaldiff.io import atomic_path
 from globaldiff.config.params import read_params
 
@@ -24,9 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path("data/raw") / args.dataset
     try:
-        source = resolve_source(dataset_config(read_params(), args.dataset), args.dataset)
+        params = read_params()
+        cfg = dataset_config(params, args.dataset)
+        source = resolve_source(cfg, args.dataset)
+        check_local_source(cfg, source)
         with atomic_path(out) as tmp:
-            fetched = download_dataset(source, tmp, root=".", checksums_path=CHECKSUMS)
+            fetched = download_dataset(source, tmp, root=".", checksums_path=CHECKSUMS,
+                                       limits=Limits.from_params(params))
         if fetched.record:
             record_checksum(CHECKSUMS, fetched.url, fetched.sha256)
             print(f"recorded sha256 {fetched.sha256} for {fetched.url} in {CHECKSUMS} (commit it)")

@@ -6,7 +6,7 @@ from globaldiff import paths
 from globaldiff.cli import run_stage, stage_args
 from globaldiff.data.sequences import read_split
 from globaldiff.ranking.evaluation import evaluate_run
-from globaldiff.io import load_npy, load_torch, save_npy, write_json
+from globaldiff.io import atomic_path, load_npy, load_torch, save_npy, write_json
 from globaldiff.config.params import load_params
 from globaldiff.diffusion.similarity import ItemSimilarity
 
@@ -17,10 +17,13 @@ def main() -> None:
     split = read_split(paths.processed(args.dataset), "loo")
     folder = paths.scores_dir(args.dataset, args.backbone, args.seed)
     scores = {f"{part}_{kind}": load_npy(folder / f"{part}_{kind}.npy") for part in ("val", "test") for kind in ("logits", "x0")}
-    similarity = ItemSimilarity.from_state_dict(load_torch(paths.similarity(args.dataset)))
+    similarity_file = paths.similarity(args.dataset)
+    similarity = ItemSimilarity.from_state_dict(load_torch(similarity_file), str(similarity_file), split.num_items)
     metrics, ranks = evaluate_run(params, split, scores, similarity, args.seed)
-    for model, values in ranks.items():
-        save_npy(paths.ranks_dir(args.dataset, args.backbone, args.seed) / f"{model}.npy", values)
+    with atomic_path(paths.ranks_dir(args.dataset, args.backbone, args.seed)) as tmp:
+        tmp.mkdir(parents=True)
+        for model, values in ranks.items():
+            save_npy(tmp / f"{model}.npy", values)
     write_json(paths.metrics_file(args.dataset, args.backbone, args.seed),
                {"dataset": args.dataset, "backbone": args.backbone, "seed": args.seed, "gamma": params["gamma"],
                 "exclude": params["eval"]["exclude"], **metrics})

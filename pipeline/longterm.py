@@ -8,7 +8,7 @@ from globaldiff.cli import CurveLog, run_stage, stage_args
 from globaldiff.data.sequences import read_split
 from globaldiff.run.backbone import check_backbone_params, fit_backbone, load_backbone
 from globaldiff.run.diffusion import fit_diffusion
-from globaldiff.io import save_torch, write_json
+from globaldiff.io import atomic_path, save_torch, write_json
 from globaldiff.ranking.longterm import evaluate_horizons
 from globaldiff.config.params import load_params
 from globaldiff.diffusion.similarity import build_similarity
@@ -32,12 +32,14 @@ def main() -> None:
     gamma = params["diffusion"]["select_gamma"]
     horizons = evaluate_horizons(scores, split, params["max_len"], gamma, params["ensemble"]["norm"],
                                  params["eval"]["exclude"])
-    backbone_log.write(out / "backbone_curve.csv")
-    diffusion_log.write(out / "diffusion_curve.csv")
-    save_torch(out / "backbone.pt", checkpoint)
-    save_torch(out / "diffusion.pt", diffusion)
-    write_json(out / "metrics.json", {"dataset": dataset, "backbone": backbone_name, "seed": args.seed,
-                                      "gamma": gamma, "exclude": params["eval"]["exclude"], "test": horizons})
+    with atomic_path(out) as tmp:  # all or nothing
+        tmp.mkdir(parents=True)
+        backbone_log.write(tmp / "backbone_curve.csv")
+        diffusion_log.write(tmp / "diffusion_curve.csv")
+        save_torch(tmp / "backbone.pt", checkpoint)
+        save_torch(tmp / "diffusion.pt", diffusion)
+        write_json(tmp / "metrics.json", {"dataset": dataset, "backbone": backbone_name, "seed": args.seed,
+                                          "gamma": gamma, "exclude": params["eval"]["exclude"], "test": horizons})
 
 
 if __name__ == "__main__":

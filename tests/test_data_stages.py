@@ -35,7 +35,7 @@ def repo(tmp_path, server, ml100k_udata):
     root.mkdir()
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, root / name)
-    for name in ("pipeline", "src", "data/embedded"):
+    for name in ("pipeline", "src", "data/embedded", "data/custom"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["study"]["datasets"] = ["ml-1m", "ml-100k"]

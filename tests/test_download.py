@@ -3,6 +3,7 @@ each publisher's layout served from a local HTTP server, and every failure leavi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -161,13 +162,14 @@ def test_ml1m_grouplens_beauty_kuairec_layouts(server, workdir, run_stage):
 
 
 def test_embedded_copy(workdir, run_stage):
+    data = gzip.compress(b"user_id\titem_ids\n1\t1 2 3\n")
     (workdir / "data/embedded").mkdir(parents=True)
-    (workdir / "data/embedded/seq.tsv.gz").write_bytes(b"\x1f\x8bdata")
+    (workdir / "data/embedded/seq.tsv.gz").write_bytes(data)
     write_params(workdir, {"ml-1m": {"loader": "ml-1m", "source": "embedded", "sources": {
-        "embedded": {"url": "file:data/embedded/seq.tsv.gz", "sha256": sha(b"\x1f\x8bdata")}}}})
+        "embedded": {"url": "file:data/embedded/seq.tsv.gz", "sha256": sha(data)}}}})
     rc, _, err = run_stage("download", "ml-1m")
     assert rc == 0, err
-    assert (workdir / "data/raw/ml-1m/seq.tsv.gz").read_bytes() == b"\x1f\x8bdata"  # kept compressed
+    assert (workdir / "data/raw/ml-1m/seq.tsv.gz").read_bytes() == data  # kept compressed
     assert not (workdir / "data/checksums.json").exists()
 
 

@@ -252,8 +252,8 @@ def test_unknown_key_anywhere_is_named_by_its_path(committed, dotted):
 
 
 def test_unregistered_backbone_entry_is_refused(committed):
-    committed["backbones"]["gru4rec"] = copy.deepcopy(committed["backbones"]["sasrec"])
-    with pytest.raises(ConfigError, match=r"unknown key 'backbones.gru4rec' \(not a registered backbone"):
+    committed["backbones"]["nextitnet"] = copy.deepcopy(committed["backbones"]["sasrec"])
+    with pytest.raises(ConfigError, match=r"unknown key 'backbones.nextitnet' \(not a registered backbone"):
         validate_all(committed)
 
 

@@ -313,7 +313,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def allowed_by_rules(url: str) -> bool:
-    """The rule of README "Data" written out: https with a host, local file:, http only to loopback; no
+    """The rule of docs/data.md written out: https with a host, local file:, http only to loopback; no
     credentials or control characters, and no spaces or backslashes in web URLs."""
     import urllib.parse
 

@@ -88,8 +88,8 @@ def test_zero_zeta_delta_allowed(params):
 
 
 def test_unknown_backbone_in_study(params):
-    params["study"]["backbones"] = ["sasrec", "gru4rec"]
-    rejects(params, "gru4rec", "study.backbones")
+    params["study"]["backbones"] = ["sasrec", "nextitnet"]
+    rejects(params, "nextitnet", "study.backbones")
 
 
 def test_study_backbone_without_entry(params):
@@ -171,3 +171,11 @@ def test_bad_sweep_grid_is_named(params, key, value):
 def test_max_len_must_be_at_least_two(params):
     params["max_len"] = 1
     rejects(params, "max_len")
+
+
+def test_floats_as_dvc_exp_run_writes_them_are_numbers(tmp_path):
+    # `dvc exp run -S diffusion.lr=0.00001` writes `lr: 1e-05`, which YAML 1.1 (PyYAML) reads as a string.
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS_FILE.read_text().replace("weight_decay: 1.0e-5", "weight_decay: 1e-05"))
+    assert "1e-05" in path.read_text()
+    assert load_params(path)["backbones"]["srgnn"]["train"]["weight_decay"] == 1e-05

@@ -68,7 +68,7 @@ def test_order_ties_by_row_order_and_dense_ids():
     assert p.raw_items.tolist() == ["a", "b", "c"]                   # items 1..M by sorted raw id
     assert [s.tolist() for s in p.sequences] == [[3, 1], [3, 2, 1]]
     assert p.stats == {"dataset": "t", "users": 2, "items": 3, "interactions": 5, "avg_len": 2.5,
-                       "sparsity": 1 - 5 / 6}
+                       "sparsity": 1 - 5 / 6, "duplicates": 0}
 
 
 def test_splits():

@@ -89,31 +89,92 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
 
 
+def check_finite(path: str | os.PathLike, array: np.ndarray, action: str = "holds") -> None:
+    """Refuse a floating array with NaN or inf (never a score, a weight or a metric): ConfigError naming `path`."""
+    if np.issubdtype(array.dtype, np.inexact):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ConfigError(f"{path}: {action} {int(bad.sum())} NaN or inf value(s) of {array.size} (first at "
+                              f"index {first}): expected finite numbers; re-run the stage that writes it")
+
+
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a numeric .npy array; NaN or inf is refused (nothing is written)."""
+    check_finite(path, array, "refusing to write")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, array, allow_pickle=False)
 
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:
-    """A .npy array; object arrays are refused (they would need unpickling), a damaged file is a ConfigError."""
+    """A finite numeric .npy array; object arrays are refused (they would need unpickling), as are NaN and inf;
+    a damaged file is a ConfigError."""
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except (ValueError, OSError, EOFError) as e:
         raise ConfigError(f"{path}: not a readable numeric .npy array ({e}); re-run the stage that writes it") from None
+    check_finite(path, array)
+    return array
+
+
+def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted name, tensor) of every tensor in nested dicts, lists and tuples."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield prefix or "(the checkpoint)", obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, f"{prefix}[{i}]")
+
+
+def check_finite_tensors(path: str | os.PathLike, obj: Any, action: str = "holds") -> None:
+    """Refuse a checkpoint with a NaN or inf in any floating tensor: ConfigError naming `path` and the tensor."""
+    import torch
+
+    for name, tensor in _tensors(obj):
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise ConfigError(f"{path}: {action} tensor '{name}' with {count} NaN or inf value(s) of "
+                              f"{tensor.numel()}: expected finite weights (a diverged training?); re-run the stage "
+                              "that writes it")
 
 
 def save_torch(path: str | os.PathLike, obj: dict) -> None:
-    """Save a dict of tensors and plain values (loadable with weights_only=True)."""
+    """Save a dict of tensors and plain values (loadable with weights_only=True); NaN or inf is refused."""
     import torch
 
+    check_finite_tensors(path, obj, "refusing to write")
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
+def _load_failure(path: Path, e: Exception) -> str:
+    """The real reason a torch.load failed, without torch's advice to load with weights_only=False (that would
+    run whatever the file holds)."""
+    if path.is_file():
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive; anything else would be a pickle
+                return "not a file written by torch.save: no zip archive header"
+    text = str(e).strip()
+    m = re.search(r"WeightsUnpickler error: (.*?)(?:\. Please use|\n|$)", text)
+    if m:  # an object outside torch's list of safe types: the one thing the file must never make us rebuild
+        return f"it holds an object that is not a tensor or a plain value: {m.group(1).rstrip('.')}"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    reason = lines[0] if lines else ""
+    reason = re.sub(r"(PytorchStreamReader failed [^:]*: [^.]*)\..*", r"\1", reason)  # drop torch's guesswork
+    return f"{type(e).__name__}: {reason}" if reason else type(e).__name__
+
+
 def load_torch(path: str | os.PathLike, map_location: str = "cpu") -> dict:
+    """A checkpoint dict of finite tensors and plain values, loaded with weights_only=True (nothing unpickled);
+    anything else is a ConfigError naming the file and the reason."""
     import torch
 
     try:
@@ -121,9 +182,9 @@ def load_torch(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{path}: checkpoint not found") from None
     except Exception as e:  # truncated/corrupt archive, or objects that weights_only refuses to rebuild
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{path}: not a readable checkpoint of tensors and plain values ({first}); "
-                          "re-run the stage that writes it") from None
+        raise ConfigError(f"{path}: not a readable checkpoint of tensors and plain values "
+                          f"({_load_failure(Path(path), e)}); re-run the stage that writes it") from None
     if not isinstance(obj, dict):
         raise ConfigError(f"{path}: expected a checkpoint dict, got {type(obj).__name__}; re-run the stage that writes it")
+    check_finite_tensors(path, obj)
     return obj

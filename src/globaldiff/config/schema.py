@@ -6,8 +6,9 @@ Every check names the full key path and what was expected, so a typo (`gama`, `d
 The schema is `SCHEMA` below (fixed sections), plus two families of entries whose keys depend on their name:
 - `datasets.<name>`: the keys every loader shares (`DATASET_KEYS`) plus its own (`LOADER_KEYS[loader]`);
 - `backbones.<name>`: `model` options are the backbone class's constructor arguments (its signature, minus
-  num_items/max_len; a `**kwargs` that forwards to the parent class adds the parent's arguments), and `train`
-  options are the fixed set `TRAIN_KEYS`.
+  num_items/max_len; a `**kwargs` that forwards to the parent class adds the parent's arguments), each within
+  its range in `MODEL_RANGES` (by option name), and `train` options are the fixed set `TRAIN_KEYS`.
+Every number is finite: NaN and inf are refused wherever a number is read.
 
 `load_params` (the model stages) checks everything and requires every key the code reads; the model options of
 a backbone are checked against its class, which a stage passes for the backbones it builds (`model_classes`),
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -45,6 +47,7 @@ CHOICES = {
     "eval.exclude": ("window", "history", "none"),
     "precision": ("fp32", "bf16"),
     "controls": ("propagated", "popularity", "random"),   # ranking.controls.control_scores implements each
+    "datasets.*.duplicates": ("drop_exact", "keep", "refuse"),  # ingest.preprocess (the first is the default)
 }
 
 Check = Callable[[str, Any], None]  # (dotted key, value) -> None, or ConfigError
@@ -57,17 +60,20 @@ def _fail(key: str, value: Any, expected: str) -> ConfigError:
 
 
 def number(low: float | None = None, high: float | None = None, *, integer: bool = False,
-           above: float | None = None) -> Check:
-    """A number (an integer with `integer`) in [low, high], and > `above` when given; never a bool."""
+           above: float | None = None, below: float | None = None) -> Check:
+    """A finite number (an integer with `integer`) in [low, high], and > `above` and < `below` when given; never
+    a bool, NaN or inf."""
     def check(key: str, value: Any) -> None:
         kind = int if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kind):
             raise _fail(key, value, "an integer" if integer else "a number")
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-            raise _fail(key, value, f"a value in {bounds}")
-        if above is not None and not value > above:
-            raise _fail(key, value, f"a value above {above}")
+        if not math.isfinite(value):
+            raise _fail(key, value, "a finite number")
+        if (low is not None and value < low) or (high is not None and value > high) \
+                or (above is not None and not value > above) or (below is not None and not value < below):
+            start = f"[{low}" if low is not None else f"({above if above is not None else '-inf'}"
+            end = f"{high}]" if high is not None else f"{below if below is not None else 'inf'})"
+            raise _fail(key, value, f"a value in {start}, {end}")
     return check
 
 
@@ -105,6 +111,14 @@ def list_of(inner: Check, nonempty: bool = True) -> Check:
         if len({repr(v) for v in value}) != len(value):
             raise _fail(key, value, "a list without repeats")
     return check
+
+
+def inside_raw_folder(key: str, value: Any) -> None:
+    """`datasets.<name>.file`: a relative path that stays inside the dataset's raw folder (no '..', not absolute)."""
+    path = value.replace("\\", "/") if isinstance(value, str) else ""
+    if not path.strip("/. ") or path.startswith("/") or re.match(r"[A-Za-z]:", path) or ".." in path.split("/") \
+            or any(ord(c) < 32 for c in path):
+        raise _fail(key, value, f"a relative path inside data/raw/{key.split('.')[1]} (no '..', not absolute)")
 
 
 def _sha256(key: str, value: Any) -> None:
@@ -159,7 +173,7 @@ SCHEMA: dict[str, Any] = {
         "hidden": number(1, integer=True),
         "channels": number(1, integer=True),
         "time_dim": number(1, integer=True),
-        "dropout": number(0.0, 1.0),
+        "dropout": number(0.0, below=1.0),
     },
     "inference": {
         "input": choice(CHOICES["inference.input"]),
@@ -188,10 +202,14 @@ SCHEMA: dict[str, Any] = {
         "run": list_of(text, nonempty=False),              # the variants `dvc repro` runs (DVC matrix axis)
         "variants": None,                                  # name -> {dotted key: value}
     },
+    "limits": {                                            # download: caps on what a source may bring in
+        "download_mb": number(above=0.0),
+        "unpacked_mb": number(above=0.0),
+    },
 }
 TOP_LEVEL = set(SCHEMA)
 OPTIONAL = {"diffusion.weight_decay", "inference.batch_size", "inference.start_step", "inference.noise", "controls",
-            "ablations", "longterm", "sweep"}
+            "ablations", "longterm", "sweep", "limits", "limits.download_mb", "limits.unpacked_mb"}
 
 # datasets.<name>: the keys of every entry, then each loader's own (the loaders in data/loaders.py read them).
 DATASET_KEYS: dict[str, Any] = {
@@ -203,6 +221,7 @@ DATASET_KEYS: dict[str, Any] = {
     "min_sc": number(1, integer=True),
     "iterate": boolean,
     "splits": list_of(choice(("loo", "longterm"))),
+    "duplicates": choice(CHOICES["datasets.*.duplicates"]),
 }
 LOADER_KEYS: dict[str, dict[str, Any]] = {
     "ml-1m": {},
@@ -210,13 +229,41 @@ LOADER_KEYS: dict[str, dict[str, Any]] = {
     "beauty": {},
     "kuairec": {"positive": {"column": text, "min": number()}},
     "custom": {
-        "file": optional(text),
+        "file": optional(inside_raw_folder),
         "sep": text,
         "header": boolean,
         "columns": {"user": None, "item": None, "rating": None, "timestamp": None},  # names or positions
     },
 }
 SOURCE_KEYS = {"url": text, "sha256": _sha256}
+
+# backbones.<name>.model: the range of each option, by name (an option means the same in every backbone that has
+# it; one without an entry is checked for its default's type only), plus one rule across options: `heads` divides
+# `hidden` (attention splits the hidden size across its heads). Checked before a model is built.
+MODEL_RANGES: dict[str, Check] = {
+    "hidden": number(1, integer=True),
+    "blocks": number(1, integer=True),
+    "heads": number(1, integer=True),
+    "ffn": number(1, integer=True),
+    "steps": number(1, integer=True),
+    "views": number(2, integer=True),            # cbit: the contrastive loss needs pairs of views
+    "dropout": number(0.0, below=1.0),
+    "mask_prob": number(above=0.0, below=1.0),    # cloze backbones: some items masked, never all
+    "temperature": number(above=0.0),
+    "theta_alpha": number(0.0, 1.0),
+    "theta_lambda": number(0.0),
+    "gru_hidden": number(1, integer=True),       # gru4rec: size of the GRU state
+    "n_v": number(1, integer=True),              # caser: vertical filters
+    "n_h": number(1, integer=True),              # caser: horizontal filters per height 1..L
+    "interests": number(1, integer=True),        # lightsans: latent interests k
+    "crop_rate": number(above=0.0, high=1.0),    # cl4srec eta, the kept fraction (1 = no crop)
+    "mask_rate": number(0.0, 1.0),               # cl4srec gamma
+    "reorder_rate": number(0.0, 1.0),            # cl4srec beta
+    "cl_weight": number(0.0),                    # cl4srec, duorec: lambda
+    "positives": choice(("train", "batch")),     # duorec
+    "loss": choice(("ce", "bce")),               # sasrec, caser
+    "readout": choice(("last", "mask")),         # sasrec
+}
 
 # backbones.<name>.train: what the training loop reads (train.BackboneTraining and the window stride).
 TRAIN_KEYS: dict[str, Check] = {
@@ -328,6 +375,8 @@ def _check_option_type(key: str, value: Any, default: Any) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise _fail(key, value, "a finite number")
     elif isinstance(default, str):
         ok = isinstance(value, str)
     else:
@@ -337,9 +386,22 @@ def _check_option_type(key: str, value: Any, default: Any) -> None:
                                 f"(like the default {default!r})")
 
 
+def check_model_ranges(path: str, model: Mapping, defaults: Mapping | None = None) -> None:
+    """The options of `model` (at dotted `path`) against MODEL_RANGES, and `heads` divides `hidden` (either taken
+    from `defaults`, the constructor's, when the model leaves it out)."""
+    for key, value in model.items():
+        if key in MODEL_RANGES:
+            MODEL_RANGES[key](f"{path}.{key}", value)
+    values = {**(defaults or {}), **model}
+    hidden, heads = values.get("hidden"), values.get("heads")
+    if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+        raise _fail(f"{path}.heads", heads, f"a divisor of {path}.hidden = {hidden} (attention splits the hidden "
+                                            "size across its heads)")
+
+
 def check_model_options(name: str, model: Any, cls: type, required: bool = True) -> None:
-    """`backbones.<name>.model` against the constructor of `cls`: no unknown option, each of its default's type,
-    and (with `required`) every option without a default present."""
+    """`backbones.<name>.model` against the constructor of `cls`: no unknown option, each of its default's type
+    and within MODEL_RANGES, and (with `required`) every option without a default present."""
     path = f"backbones.{name}.model"
     model = _mapping(path, model)
     options = model_options(cls)
@@ -349,6 +411,8 @@ def check_model_options(name: str, model: Any, cls: type, required: bool = True)
             _check_option_type(f"{path}.{key}", model[key], param.default)
         elif required and param.default is inspect.Parameter.empty:
             raise ConfigError(f"params.yaml: missing key '{path}.{key}'")
+    defaults = {k: p.default for k, p in options.items() if p.default is not inspect.Parameter.empty}
+    check_model_ranges(path, model, defaults)
 
 
 def _check_backbones(value: Any, required: bool, classes: Mapping[str, type]) -> None:
@@ -372,6 +436,8 @@ def _check_backbones(value: Any, required: bool, classes: Mapping[str, type]) ->
             model = _mapping(f"{path}.model", entry["model"])
             if name in classes:
                 check_model_options(name, model, classes[name], required)
+            else:
+                check_model_ranges(f"{path}.model", model)
 
 
 def check_schema(params: Any, *, required: bool = False, model_classes: Mapping[str, type] | None = None) -> dict:
@@ -426,9 +492,21 @@ def check_references(params: dict) -> None:
                               f"entry under 'backbones' ({sorted(params['backbones'])})")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader plus YAML 1.2 floats without a dot (`1e-05`), as `dvc exp run -S` writes them."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
 def read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        loader = _Loader(path.read_text())
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (run from the repo root)") from None
     except yaml.YAMLError as e:

@@ -1,24 +1,33 @@
 """Fetch a dataset's raw file(s): local copy or HTTPS download, checksum check, safe archive extraction.
 
-Rules (README "Data"):
+Rules (docs/data.md):
 - URLs: `file:relative/path` (relative to the repo root), `file:///abs/path`, `https://...`; plain `http://`
   only to a loopback host (the tests' local server). A redirect must keep the scheme and obey the same rules.
-  URLs with credentials (`user@host`) or control characters are refused, and web URLs with spaces or
-  backslashes (percent-encode them).
+  URLs with credentials (`user@host`) or control characters (also percent-encoded, `%00`) are refused, and web
+  URLs with spaces or backslashes (percent-encode them). A `file:` URL must name a regular file (not a device
+  such as /dev/zero); the `custom` loader's must lie under data/custom/, the folder the download stage depends
+  on (dvc.yaml), so that an edit to the file re-runs the stage.
+- Size caps (params `limits`, MiB; defaults DOWNLOAD_MB and UNPACKED_MB below): a source is refused beyond
+  `limits.download_mb` bytes fetched (declared or counted), and beyond `limits.unpacked_mb` unpacked.
 - Checksums: the `sha256` in params.yaml when pinned; otherwise the first download's sha256 is recorded in the
-  git-tracked `data/checksums.json` (trust on first use, keyed by URL) and every later download must match.
+  git-tracked `data/checksums.json` (trust on first use, keyed by URL) and every later download must match. A
+  file changed on purpose is recorded by pinning its new sha256 in params.yaml (the error message says which
+  key and value), or by deleting its entry in data/checksums.json.
 - Archives (chosen by the URL's suffix: .zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz) are extracted; anything
-  else is copied as is (a .gz text file stays compressed: the loaders read it directly).
+  else is copied as is (a .gz text file stays compressed: the loaders read it directly, after this stage has
+  decompressed it once to count its bytes under the same bomb rule as archives).
 - Extraction refuses absolute member paths, `..` components, links and special files, encrypted zip members
   and unknown compression methods, and zip bombs:
-  a declared uncompressed total above HARD_LIMIT, or above SOFT_LIMIT while also more than MAX_RATIO times
-  the archive's size; bytes are counted while extracting, so a member cannot write more than it declared.
+  a declared uncompressed total above the hard cap (limits.unpacked_mb), or above SOFT_LIMIT while also more
+  than MAX_RATIO times the archive's size, checked member by member as the headers are read; bytes are
+  counted while extracting, so a member cannot write more than it declared.
 
 Standard library only (plus tqdm), so the download stage does not depend on the parsing code.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import lzma
@@ -35,6 +44,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -43,9 +53,14 @@ from globaldiff.io import write_json
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 CHUNK = 1 << 20
+MB = 1 << 20                  # the caps in params `limits` count MiB
+DOWNLOAD_MB = 4096            # limits.download_mb when params has none (the largest named source, KuaiRec.zip,
+                              # is well under 1 GiB)
+UNPACKED_MB = 16384           # limits.unpacked_mb when params has none: never unpack more, whatever the ratio
 SOFT_LIMIT = 1 << 30          # 1 GiB: below this any compression ratio is accepted
 MAX_RATIO = 100               # real data sets compress 3-20x; bombs 1000x and more
-HARD_LIMIT = 16 << 30         # 16 GiB: never extract more than this, whatever the ratio
+HARD_LIMIT = UNPACKED_MB * MB
+LOCAL_DIR = PurePosixPath("data/custom")  # where a custom loader's `file:` source lives (a dep of `download`)
 ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)  # what zipfile reads
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
@@ -61,6 +76,18 @@ class Source:
     url: str
     sha256: str | None
     key: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one source may bring in: params `limits` (MiB), the module defaults where it has none."""
+
+    download_mb: float = DOWNLOAD_MB
+    unpacked_mb: float = UNPACKED_MB
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Limits":
+        return cls(**(params.get("limits") or {}))
 
 
 @dataclass(frozen=True)
@@ -117,6 +144,8 @@ def check_url(url: str) -> urllib.parse.ParseResult:
     """Parse `url` and refuse any scheme/host outside the rules in the module docstring."""
     if any(ord(c) < 32 or c == "\x7f" for c in url):
         raise DownloadError(f"{url!r}: control characters in URL; refused")
+    if any(ord(c) < 32 or c == "\x7f" for c in urllib.parse.unquote(url)):
+        raise DownloadError(f"{url}: percent-encoded control characters (such as %00) in URL; refused")
     parts = urllib.parse.urlparse(url)
     if parts.scheme != "file" and any(c.isspace() or c == "\\" for c in url):
         # urlparse and the HTTP client split such URLs differently: the host checked is not the host contacted
@@ -142,6 +171,18 @@ def local_path(url: str, root: str | os.PathLike = ".") -> Path:
     """Path of a `file:` URL; a relative one is taken relative to `root` (the repo root)."""
     path = Path(urllib.parse.unquote(check_url(url).path))
     return path if path.is_absolute() else Path(root) / path
+
+
+def check_local_source(cfg: dict, source: Source, params_file: str = "params.yaml") -> None:
+    """A `custom` dataset's `file:` source must lie under LOCAL_DIR: the download stage depends on that folder
+    (dvc.yaml), so an edit to the file re-runs it (dvc cannot give each dataset of a matrix its own deps)."""
+    if cfg.get("loader") != "custom" or check_url(source.url).scheme != "file":
+        return
+    path = PurePosixPath(urllib.parse.unquote(urllib.parse.urlparse(source.url).path))
+    if path.is_absolute() or ".." in path.parts or path.parts[:len(LOCAL_DIR.parts)] != LOCAL_DIR.parts:
+        raise ConfigError(f"{params_file}: {source.key}.url = {source.url!r}: expected file:{LOCAL_DIR}/<file> "
+                          f"(the download stage depends on {LOCAL_DIR}/, so that dvc re-runs it when the file "
+                          f"changes); move or link the file there")
 
 
 def url_basename(url: str) -> str:
@@ -190,6 +231,8 @@ def _open(url: str, root, timeout: float):
     if parts.scheme == "file":
         path = local_path(url, root)
         try:
+            if not stat.S_ISREG(path.stat().st_mode):  # /dev/zero, a pipe or a folder: endless or not a file
+                raise DownloadError(f"{url}: {path} is not a regular file; refused")
             return open(path, "rb"), path.stat().st_size
         except OSError as e:
             raise DownloadError(f"{url}: cannot read local file {path} ({e.strerror or e})") from None
@@ -209,12 +252,19 @@ def _open(url: str, root, timeout: float):
     return response, int(length) if length and length.isdigit() else None
 
 
+def _download_cap(url: str, max_bytes: int) -> DownloadError:
+    return DownloadError(f"{url}: larger than the download cap of {max_bytes / MB:g} MB (params.yaml "
+                         f"limits.download_mb); refused")
+
+
 def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, *, root: str | os.PathLike = ".",
-          sha256_source: str = "the pinned checksum", timeout: float = 60.0, progress: bool = True) -> str:
+          sha256_source: str = "the pinned checksum", fix: Callable[[str], str] | None = None,
+          max_bytes: int = DOWNLOAD_MB * MB, timeout: float = 60.0, progress: bool = True) -> str:
     """Stream `url` to `dest` through a temporary name, check `sha256` if given, then rename; return the sha256.
 
     On any failure the temporary file is removed and `dest` is untouched. `sha256_source` says in error
-    messages where the expected hash came from (the file or key a user would edit).
+    messages where the expected hash came from, and `fix(new sha256)` how to accept a file changed on purpose.
+    More than `max_bytes` (declared up front, or counted) is refused.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +272,9 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, *, root:
     h, got = hashlib.sha256(), 0
     try:
         stream, length = _open(url, root, timeout)
+        if length is not None and length > max_bytes:
+            stream.close()
+            raise _download_cap(url, max_bytes)
         with stream, open(part, "wb") as out, tqdm(total=length, unit="B", unit_scale=True, leave=False,
                                                    desc=dest.name, disable=None if progress else True,
                                                    file=sys.stderr) as bar:  # None: off when not a tty
@@ -232,18 +285,21 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, *, root:
                     raise DownloadError(f"{url}: connection lost after {got} bytes ({e})") from None
                 if not chunk:
                     break
+                got += len(chunk)
+                if got > max_bytes:  # an endless body, or more than it declared
+                    raise _download_cap(url, max_bytes)
                 h.update(chunk)
                 out.write(chunk)
-                got += len(chunk)
                 bar.update(len(chunk))
         if length is not None and got != length:
             raise DownloadError(f"{url}: truncated download: got {got} of {length} bytes")
         digest = h.hexdigest()
         if sha256 is not None and digest != sha256.lower():
-            raise DownloadError(
-                f"{url}: sha256 mismatch: expected {sha256.lower()} ({sha256_source}), got {digest}. "
-                f"If the publisher changed the file on purpose, update {sha256_source}; "
-                f"otherwise the download is corrupt or was tampered with")
+            advice = fix(digest) if fix else (f"If the publisher changed the file on purpose, update "
+                                              f"{sha256_source}; otherwise the download is corrupt or was "
+                                              "tampered with")
+            raise DownloadError(f"{url}: sha256 mismatch: expected {sha256.lower()} ({sha256_source}), "
+                                f"got {digest}. {advice}")
         os.replace(part, dest)
         return digest
     finally:
@@ -286,13 +342,14 @@ def _safe_member(archive: Path, name: str) -> PurePosixPath:
     return PurePosixPath(*[p for p in path.parts if p not in ("", ".")])
 
 
-def _check_bomb(archive: Path, declared: int, soft: int, ratio: float, hard: int) -> None:
-    """Apply the zip-bomb rule of the module docstring to the declared uncompressed total."""
+def _check_bomb(archive: Path, declared: int, soft: int, ratio: float, hard: int, verb: str = "declares") -> None:
+    """Apply the zip-bomb rule of the module docstring to the (declared or counted) uncompressed total."""
     size = max(archive.stat().st_size, 1)
     if declared > hard or (declared > soft and declared > ratio * size):
         raise DownloadError(
-            f"{archive.name}: declares {declared} uncompressed bytes from {size} compressed "
-            f"(limit: {hard} bytes, or {soft} bytes at more than {ratio:g}x compression); refused as a zip bomb")
+            f"{archive.name}: {verb} {declared} uncompressed bytes from {size} compressed (cap: "
+            f"{hard / MB:g} MB, params.yaml limits.unpacked_mb, or {soft / MB:g} MB at more than {ratio:g}x "
+            "compression); refused as a zip bomb")
 
 
 def _copy_member(archive: Path, src, target: Path, declared: int) -> int:
@@ -308,16 +365,21 @@ def _copy_member(archive: Path, src, target: Path, declared: int) -> int:
     return written
 
 
-def _extract_members(archive: Path, dest_dir: Path, members: list, refused_kind: str,
+def _extract_members(archive: Path, dest_dir: Path, members, refused_kind: str,
                      soft_limit: int, max_ratio: float, hard_limit: int) -> list[Path]:
-    """Check every (name, is_dir, is_refused, size, opener) member first, then write the files."""
-    for name, _, refused, _, _ in members:
+    """Check every (name, is_dir, is_refused, size, opener) member first (the bomb rule on the running total, so
+    that a tar member declaring too much is refused before its data is read), then write the files."""
+    checked, total = [], 0
+    for member in members:
+        name, _, refused, size, _ = member
         _safe_member(archive, name)
         if refused:
             raise DownloadError(f"{archive.name}: member {name!r} is {refused_kind}; refused")
-    _check_bomb(archive, sum(m[3] for m in members), soft_limit, max_ratio, hard_limit)
+        total += size
+        _check_bomb(archive, total, soft_limit, max_ratio, hard_limit)
+        checked.append(member)
     written = []
-    for name, is_dir, _, size, opener in members:
+    for name, is_dir, _, size, opener in checked:
         target = dest_dir / _safe_member(archive, name)
         if is_dir:
             target.mkdir(parents=True, exist_ok=True)
@@ -348,9 +410,10 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, kind: str, 
                 written = _extract_members(archive, dest_dir, members, "a symlink", soft_limit, max_ratio, hard_limit)
         elif kind == "tar":
             with tarfile.open(archive, "r:*") as tf:
-                # getmembers() reads the whole archive: truncation shows up here
-                members = [(m.name, m.isdir(), not (m.isfile() or m.isdir()), m.size,
-                            lambda m=m: tf.extractfile(m)) for m in tf.getmembers()]
+                # the headers one by one (the whole archive is read before anything is written: truncation
+                # shows up here)
+                members = ((m.name, m.isdir(), not (m.isfile() or m.isdir()), m.size,
+                            lambda m=m: tf.extractfile(m)) for m in tf)
                 written = _extract_members(archive, dest_dir, members, "a link or special file",
                                            soft_limit, max_ratio, hard_limit)
         else:
@@ -366,11 +429,26 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, kind: str, 
     return written
 
 
+def check_gzip(path: str | os.PathLike, *, soft_limit: int = SOFT_LIMIT, max_ratio: float = MAX_RATIO,
+               hard_limit: int = HARD_LIMIT) -> int:
+    """Decompress a .gz file once, counting (not keeping) its bytes under the bomb rule; return the count."""
+    path = Path(path)
+    total = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                total += len(chunk)
+                _check_bomb(path, total, soft_limit, max_ratio, hard_limit, verb="unpacks to more than")
+    except (OSError, EOFError, zlib.error) as e:  # OSError: also gzip.BadGzipFile
+        raise DownloadError(f"{path.name}: truncated or corrupt gzip file ({e})") from None
+    return total
+
+
 # --- one dataset -----------------------------------------------------------------------------------------
 
 def download_dataset(source: Source, dest_dir: str | os.PathLike, *, root: str | os.PathLike = ".",
                      checksums_path: str | os.PathLike = "data/checksums.json", params_file: str = "params.yaml",
-                     progress: bool = True) -> Fetched:
+                     limits: Limits = Limits(), progress: bool = True) -> Fetched:
     """Fetch `source` into the (new, empty) `dest_dir`: extract archives, copy other files under their URL name.
 
     The expected sha256 is the pinned one, else the one recorded for this URL in `checksums_path`. The caller
@@ -379,22 +457,36 @@ def download_dataset(source: Source, dest_dir: str | os.PathLike, *, root: str |
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    check_url(source.url)
+    parts = check_url(source.url)
+    what = urllib.parse.unquote(parts.path) if parts.scheme == "file" else "the publisher's file"
+    key = f"{params_file} key {source.key}.sha256"
     if source.sha256 is not None:
-        expected, where = source.sha256, f"{params_file} key {source.key}.sha256"
+        expected, where = source.sha256, key
+        record = "set {key} to {digest}"
     else:
         expected = read_checksums(checksums_path).get(source.url)
         where = f"{checksums_path} (entry for this URL, recorded on first download)"
+        record = "record its new checksum: set {key}: {digest} (or delete this URL's entry in {checksums}), then re-run"
+
+    def fix(digest: str) -> str:
+        how = record.format(key=key, digest=digest, checksums=checksums_path)
+        return f"If {what} changed on purpose, {how}; otherwise it is corrupt or was tampered with"
+
+    caps = {"hard_limit": int(limits.unpacked_mb * MB)}
+    fetch_args = {"root": root, "sha256_source": where, "fix": fix, "max_bytes": int(limits.download_mb * MB),
+                  "progress": progress}
     kind = archive_kind(source.url)
     name = url_basename(source.url)
     if kind is None:
-        digest = fetch(source.url, dest_dir / name, expected, root=root, sha256_source=where, progress=progress)
+        digest = fetch(source.url, dest_dir / name, expected, **fetch_args)
+        if name.lower().endswith(".gz"):
+            check_gzip(dest_dir / name, **caps)
     else:
         # The archive itself is not kept: it goes to a scratch folder beside dest_dir.
         with tempfile.TemporaryDirectory(prefix=".archive.", dir=dest_dir.parent) as scratch:
             archive = Path(scratch) / name
-            digest = fetch(source.url, archive, expected, root=root, sha256_source=where, progress=progress)
-            extract(archive, dest_dir, kind)
+            digest = fetch(source.url, archive, expected, **fetch_args)
+            extract(archive, dest_dir, kind, **caps)
     return Fetched(source.url, digest, record=expected is None)
 
 

@@ -5,7 +5,8 @@ Every loader returns columns
                  (Amazon ids such as "0205616461" keep their leading zeros); custom: int64 if every id is a
                  canonical integer, str otherwise
     rating       float64, NaN when the file has no ratings (preprocess then skips the rating threshold)
-    timestamp    int64; files without times get each user's within-user order index (0, 1, ...)
+    timestamp    int64; files without times get each user's within-user order index (0, 1, ...), and the
+                 frame's attrs["timed"] is False (no two rows of such a file could share a time)
 and raises ConfigError naming the file, the line and what was expected on malformed input.
 The registry LOADERS maps each params `loader` name to its function.
 """
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from globaldiff import ConfigError
+from globaldiff.config.schema import inside_raw_folder
 
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")  # fits int64, no leading zeros: safe to treat as a number
 
@@ -54,6 +56,8 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
     except (OSError, EOFError, zlib.error) as e:  # OSError: also gzip.BadGzipFile
         raise ConfigError(f"{path}: cannot read ({e})") from None
+    except MemoryError:
+        raise ConfigError(f"{path}: too large to read into memory") from None
 
 
 def _read_table(path: Path, sep: str, header: bool, what: str, *, text: str | None = None,
@@ -68,7 +72,7 @@ def _read_table(path: Path, sep: str, header: bool, what: str, *, text: str | No
     """
     quoting = csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
     source = io.StringIO(text) if text is not None else path
-    # Plain text, or gzip for a .gz name (README "Data"); never pandas' codec guess from other suffixes
+    # Plain text, or gzip for a .gz name (docs/data.md); never pandas' codec guess from other suffixes
     # (.zip, .xz, .bz2, ...), whose decoders raise their own errors and decompress without any size limit.
     compression = "gzip" if text is None and path.suffix == ".gz" else None
     try:
@@ -83,6 +87,8 @@ def _read_table(path: Path, sep: str, header: bool, what: str, *, text: str | No
         raise ConfigError(f"{path}: not UTF-8 text (expected {what})") from None
     except (ValueError, OSError, EOFError, zlib.error) as e:  # OSError: also gzip.BadGzipFile
         raise ConfigError(f"{path}: cannot parse ({e}; expected {what})") from None
+    except MemoryError:
+        raise ConfigError(f"{path}: too large to read into memory (expected {what})") from None
     if ncols is not None and df.shape[1] != ncols:
         raise ConfigError(f"{path}: line 1: found {df.shape[1]} field(s) separated by {sep!r}, "
                           f"expected {what} (wrong separator?)")
@@ -149,16 +155,19 @@ def _ids(path: Path, values: pd.Series, column: str, numeric: bool | None) -> pd
     return values.astype(object).rename(column).reset_index(drop=True)
 
 
-def _frame(user, item, rating, timestamp) -> pd.DataFrame:
-    """Assemble the loader contract's DataFrame (fresh RangeIndex = the file's row order)."""
+def _frame(user, item, rating, timestamp, timed: bool = True) -> pd.DataFrame:
+    """Assemble the loader contract's DataFrame (fresh RangeIndex = the file's row order); `timed`: the
+    timestamps come from the file, not from its row order."""
     n = len(user)
     rating = np.full(n, np.nan) if rating is None else np.asarray(rating, dtype=np.float64)
-    return pd.DataFrame({
+    df = pd.DataFrame({
         "user": pd.Series(user).reset_index(drop=True),
         "item": pd.Series(item).reset_index(drop=True),
         "rating": rating,
         "timestamp": np.asarray(timestamp, dtype=np.int64),
     })
+    df.attrs["timed"] = timed
+    return df
 
 
 def _order_index(users: pd.Series) -> np.ndarray:
@@ -207,7 +216,7 @@ def _load_sequences(path: Path) -> pd.DataFrame:
         raise ConfigError(f"{path}: line {rows[pos] + 1}: column 'item_ids': expected integer ids, "
                           f"got {flat.iloc[pos]!r}")
     user = pd.Series(np.repeat(users.to_numpy(), items.str.len().to_numpy()))
-    return _frame(user, flat.astype(np.int64), None, _order_index(user))
+    return _frame(user, flat.astype(np.int64), None, _order_index(user), timed=False)
 
 
 def load_ml100k(raw_dir: Path, cfg: dict) -> pd.DataFrame:
@@ -270,7 +279,10 @@ def load_custom(raw_dir: Path, cfg: dict) -> pd.DataFrame:
     """
     key = "params.yaml: datasets.custom"
     source = (cfg.get("sources") or {}).get(cfg.get("source")) or {}
-    name = cfg.get("file") or PurePosixPath(urllib.parse.urlparse(str(source.get("url", ""))).path).name
+    if cfg.get("file") is not None:
+        inside_raw_folder("datasets.custom.file", cfg["file"])  # never a file outside the raw folder
+    url_path = urllib.parse.unquote(urllib.parse.urlparse(str(source.get("url", ""))).path)
+    name = cfg.get("file") or PurePosixPath(url_path).name
     path = _raw_file(raw_dir, name, "the custom interactions file")
     sep, header, columns = cfg.get("sep", ","), cfg.get("header", True), cfg.get("columns")
     if not isinstance(sep, str) or len(sep) != 1:
@@ -299,7 +311,7 @@ def load_custom(raw_dir: Path, cfg: dict) -> pd.DataFrame:
     rating_col, time_col = column("rating"), column("timestamp")
     rating = None if rating_col is None else _to_float(path, rating_col, str(columns["rating"]))
     timestamp = _order_index(user) if time_col is None else _to_int(path, time_col, str(columns["timestamp"]))
-    return _frame(user, item, rating, timestamp)
+    return _frame(user, item, rating, timestamp, timed=time_col is not None)
 
 
 LOADERS: dict[str, Callable[[Path, dict], pd.DataFrame]] = {

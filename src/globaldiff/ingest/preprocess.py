@@ -1,6 +1,9 @@
 """Interactions -> filtered, ordered, re-indexed per-user sequences, their splits and Table 1's statistics.
 
 Steps (spec/method.md "Data"), in this order:
+0. duplicates (`duplicates`): a row equal to an earlier one in every column the file has (user, item, rating if
+   any, timestamp if any) is dropped (`drop_exact`, the default), kept (`keep`) or an error (`refuse`); the
+   count found goes to stats.json either way;
 1. implicit feedback: keep rating >= min_rating (skipped when the loader has no ratings);
 2. filter once: items with >= min_sc rows, then users with >= min_uc rows (`iterate: true` repeats both
    until nothing changes: a k-core);
@@ -20,10 +23,12 @@ import numpy as np
 import pandas as pd
 
 from globaldiff import ConfigError
+from globaldiff.config.schema import CHOICES
 from globaldiff.io import atomic_path, write_json
 from globaldiff.data.sequences import TEST_LENGTH, split_sequences, write_split
 
 MIN_LENGTH = {name: p + 2 for name, p in TEST_LENGTH.items()}  # test + val + at least one training item
+DUPLICATES = CHOICES["datasets.*.duplicates"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Filters:
     min_sc: int
     iterate: bool
     splits: tuple[str, ...]
+    duplicates: str = DUPLICATES[0]  # drop_exact
 
     def describe(self) -> str:
         return (f"min_rating={self.min_rating:g}, min_sc={self.min_sc}, min_uc={self.min_uc}, "
@@ -50,6 +56,7 @@ class Processed:
     raw_items: np.ndarray          # raw_items[i - 1] = raw id of item i
     sequences: list[np.ndarray]    # dense item ids of user u, chronological
     filters: Filters
+    duplicates: int = 0            # rows of the raw file that repeat an earlier row (dropped unless `keep`)
 
     @property
     def stats(self) -> dict:
@@ -57,11 +64,12 @@ class Processed:
         users, items = len(self.raw_users), len(self.raw_items)
         interactions = int(sum(len(s) for s in self.sequences))
         return {"dataset": self.dataset, "users": users, "items": items, "interactions": interactions,
-                "avg_len": interactions / users, "sparsity": 1.0 - interactions / (users * items)}
+                "avg_len": interactions / users, "sparsity": 1.0 - interactions / (users * items),
+                "duplicates": self.duplicates}
 
 
 def read_filters(name: str, cfg: dict) -> Filters:
-    """Validate `datasets.<name>`'s min_rating, min_uc, min_sc, iterate and splits (default both)."""
+    """Validate `datasets.<name>`'s min_rating, min_uc, min_sc, iterate, splits (default both) and duplicates."""
     key = f"params.yaml: datasets.{name}"
 
     def integer(field: str, low: int) -> int:
@@ -85,7 +93,27 @@ def read_filters(name: str, cfg: dict) -> Filters:
         longest = max(splits, key=MIN_LENGTH.get)
         raise ConfigError(f"{key}.min_uc: expected >= {need} (split {longest} holds out {need - 1} items "
                           f"and needs one to train on), got {min_uc}")
-    return Filters(float(min_rating), integer("min_uc", need), integer("min_sc", 1), iterate, tuple(splits))
+    duplicates = cfg.get("duplicates", DUPLICATES[0])
+    if duplicates not in DUPLICATES:
+        raise ConfigError(f"{key}.duplicates: expected one of {', '.join(DUPLICATES)}, got {duplicates!r}")
+    return Filters(float(min_rating), integer("min_uc", need), integer("min_sc", 1), iterate, tuple(splits),
+                   duplicates)
+
+
+def drop_duplicates(name: str, df: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, int]:
+    """(the frame after `duplicates: mode`, the number of rows equal to an earlier row in every column the file
+    gave: user, item, rating (NaN equals NaN: a file without ratings) and the timestamp, unless the loader made
+    it up from the row order, `attrs["timed"]` False)."""
+    columns = ["user", "item", "rating"] + (["timestamp"] if df.attrs.get("timed", True) else [])
+    dup = df.duplicated(subset=columns, keep="first").to_numpy()
+    found = int(dup.sum())
+    if found and mode == "refuse":
+        row = {c: df[c].iloc[int(np.flatnonzero(dup)[0])] for c in columns}  # per column: no dtype upcast
+        first = ", ".join(f"{c} {v}" for c, v in row.items() if not (c == "rating" and pd.isna(v)))
+        raise ConfigError(f"params.yaml: datasets.{name}.duplicates = 'refuse': data/raw/{name} has {found} "
+                          f"duplicate row(s) (first: {first}, as an earlier row); expected none, or duplicates: "
+                          "drop_exact or keep")
+    return (df[~dup] if mode == "drop_exact" else df), found
 
 
 def implicit(df: pd.DataFrame, min_rating: float) -> pd.DataFrame:
@@ -112,7 +140,8 @@ def order(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def build(name: str, df: pd.DataFrame, filters: Filters) -> Processed:
-    """Run steps 1-4 of the module docstring on a loader's frame (index = raw row order)."""
+    """Run steps 0-4 of the module docstring on a loader's frame (index = raw row order)."""
+    df, duplicates = drop_duplicates(name, df, filters.duplicates)
     kept = filter_counts(implicit(df, filters.min_rating), filters.min_sc, filters.min_uc, filters.iterate)
     if kept.empty:
         raise ConfigError(f"params.yaml: datasets.{name}: no interactions left after filtering "
@@ -123,7 +152,7 @@ def build(name: str, df: pd.DataFrame, filters: Filters) -> Processed:
     items = item_codes.astype(np.int64) + 1                       # 0 is padding
     bounds = np.flatnonzero(np.diff(user_codes)) + 1              # rows are grouped by user after order()
     sequences = np.split(items, bounds)
-    return Processed(name, np.asarray(raw_users), np.asarray(raw_items), sequences, filters)
+    return Processed(name, np.asarray(raw_users), np.asarray(raw_items), sequences, filters, duplicates)
 
 
 def write_processed(out_dir: str | os.PathLike, processed: Processed) -> None:
