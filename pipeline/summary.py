@@ -1,20 +1,28 @@
 """Stage summary: reports/results.md and reports/results.json from the per-run metrics files; the paper's
-Tables 1-3 beside ours, the attribution and ablation tables (beyond the paper) in reports/tables/ (Markdown,
-LaTeX, CSV), with Figure 3's numbers, and the fusion sweep's grid and tuned tables; Figures 3-6 and the sweep's
-figure in reports/figures/.
-Missing per-user ranks give "n/a" p-values; datasets not preprocessed give "not run" rows."""
+Tables 1-3 beside ours, the headline, attribution and ablation tables in reports/tables/ (Markdown, LaTeX,
+CSV), with Figure 3's numbers, and the fusion sweep's grid and tuned tables; Figures 3-6 and the sweep's
+figure in reports/figures/. The datasets and backbones are the study params'; where each file lives is
+globaldiff.paths'. Missing per-user ranks give "n/a" p-values; datasets not preprocessed give "not run" rows."""
 
 from pathlib import Path
 
 from globaldiff import paths
 from globaldiff.cli import run_stage
-from globaldiff.report.figures import figure3, figure4, figure5, figure6, fusion_sweep_figure, read_curve
-from globaldiff.io import atomic_path, load_npy, read_json, write_json
 from globaldiff.config.params import load_params
-from globaldiff.report.tables import (ablation_groups, ablation_table, aggregate, attribution_table, collect_ranks,
-                               load_ranks, longterm_table, pvalues_by_run, read_paper_table1, read_paper_table2,
-                               read_paper_table3, read_stats, recipe_text, results_json, results_markdown, sweep_table,
-                               table1, table2, table3, to_markdown, tuned_table, write_table)
+from globaldiff.io import atomic_path, load_npy, read_json, write_json
+from globaldiff.report.ablations import ablation_groups, ablation_table
+from globaldiff.report.aggregate import METRICS, aggregate, results_json
+from globaldiff.report.attribution import ATTRIBUTION_METRICS, SECOND_OPINIONS, attribution_table, recipe_text
+from globaldiff.report.figures import figure3, figure4, figure5, figure6, fusion_sweep_figure
+from globaldiff.report.fusion_sweep import sweep_table, tuned_table
+from globaldiff.report.longterm import longterm_table
+from globaldiff.report.readers import (collect_ranks, load_ranks, read_curve, read_paper_table1, read_paper_table2,
+                                       read_paper_table3, read_stats)
+from globaldiff.report.significance import opinion_pvalues, pvalues_by_run
+from globaldiff.report.table import to_markdown, write_table
+from globaldiff.report.table1 import table1
+from globaldiff.report.table2 import headline_table, results_markdown, table2
+from globaldiff.report.table3 import table3
 
 PAPER = Path("data/paper")
 TABLES = Path("reports/tables")
@@ -24,39 +32,40 @@ FIGURES = Path("reports/figures")
 def main() -> None:
     params = load_params()
     study = params["study"]
+    datasets, backbones, seeds = study["datasets"], study["backbones"], study["seeds"]
     gamma, exclude = params["gamma"], params["eval"]["exclude"]
-    runs = [read_json(paths.metrics_file(d, b, s)) for d in study["datasets"] for b in study["backbones"]
-            for s in study["seeds"]]
+    keys = [(d, b) for d in datasets for b in backbones]
+    runs = [read_json(paths.metrics_file(d, b, s)) for d, b in keys for s in seeds]
     summary = aggregate(runs)
     paper = read_paper_table2(PAPER / "table2.csv")
-    ranks = collect_ranks(study["datasets"], study["backbones"], study["seeds"])
-    pvalues = pvalues_by_run(ranks)
-    recipes = {b: recipe_text(params["backbones"][b]["model"]) for b in study["backbones"]}
-    attribution = attribution_table(runs, ranks, recipes, gamma=gamma)
+    ranks = collect_ranks({key: [paths.ranks_dir(*key, s) for s in seeds] for key in keys})
+    pvalues = pvalues_by_run(ranks, METRICS)
+    recipes = {b: recipe_text(params["backbones"][b]["model"]) for b in backbones}
+    attribution = attribution_table(runs, opinion_pvalues(ranks, SECOND_OPINIONS, ATTRIBUTION_METRICS), recipes,
+                                    gamma=gamma)
     with atomic_path("reports/results.md") as tmp:
         Path(tmp).write_text(results_markdown(summary, paper, gamma, exclude, pvalues) + "\n"
                              + to_markdown(attribution))
     write_json("reports/results.json", results_json(summary))
 
     if (PAPER / "table1.csv").is_file():
-        write_table("table1", table1(read_stats(study["datasets"]), read_paper_table1(PAPER / "table1.csv")), TABLES)
-    table, disagreements = table2(summary, paper, pvalues, gamma=gamma, exclude=exclude)
+        stats = read_stats({d: paths.processed(d) / "stats.json" for d in datasets})
+        write_table("table1", table1(stats, read_paper_table1(PAPER / "table1.csv")), TABLES)
+    table, disagreements = table2(summary, paper, pvalues, datasets=datasets, backbones=backbones, gamma=gamma,
+                                  exclude=exclude)
     write_table("table2", table, TABLES)
+    write_table("headline", headline_table(summary, paper, pvalues, datasets=datasets, backbones=backbones), TABLES)
     write_table("attribution", attribution, TABLES)
-    for dataset in study["datasets"]:
-        curves = {b: [read_curve(paths.run_dir(dataset, b, s) / "diffusion_curve.csv") for s in study["seeds"]]
-                  for b in study["backbones"]}
+    for dataset in datasets:
+        curves = {b: [read_curve(paths.run_dir(dataset, b, s) / "diffusion_curve.csv") for s in seeds]
+                  for b in backbones}
         figure5(curves, FIGURES / f"figure5_{dataset}", dataset)
     if params.get("sweep"):
         fusion_sweep(study)
     if params.get("ablations", {}).get("run"):
         ablations(params)
     if params.get("longterm", {}).get("seeds"):
-        lt = params["longterm"]
-        runs = [read_json(paths.longterm_dir(lt["dataset"], lt["backbone"], s) / "metrics.json") for s in lt["seeds"]]
-        write_table("longterm", longterm_table(runs, dataset=lt["dataset"], backbone=lt["backbone"],
-                                               gamma=params["diffusion"]["select_gamma"]), TABLES)
-        figure3(runs, FIGURES / f"figure3_{lt['dataset']}_{lt['backbone']}", lt["dataset"], lt["backbone"])
+        longterm(params)
     for d in disagreements:
         print(f"direction differs from the paper: {d.dataset} {d.backbone} {d.metric}: "
               f"ours {d.ours_pct:+.2f}%, paper {d.paper_pct:+.2f}%")
@@ -104,6 +113,15 @@ def ablations(params: dict) -> None:
         variants = [{"variant": label, "runs": runs[v]} for label, v in groups["table3"].items()]
         write_table("table3", table3(variants, read_paper_table3(PAPER / "table3.csv"), dataset=dataset,
                                      backbone=backbone), TABLES)
+
+
+def longterm(params: dict) -> None:
+    """Figure 3 and its numbers from the longterm stages' metrics files."""
+    lt = params["longterm"]
+    runs = [read_json(paths.longterm_dir(lt["dataset"], lt["backbone"], s) / "metrics.json") for s in lt["seeds"]]
+    write_table("longterm", longterm_table(runs, dataset=lt["dataset"], backbone=lt["backbone"],
+                                           gamma=params["diffusion"]["select_gamma"]), TABLES)
+    figure3(runs, FIGURES / f"figure3_{lt['dataset']}_{lt['backbone']}", lt["dataset"], lt["backbone"])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from globaldiff import ConfigError
 from globaldiff.config.ablations import apply_overrides, changes, check_ablations
 from globaldiff.config.params import variant_params
 from globaldiff.config.params import validate
-from globaldiff.report.tables import ablation_groups, describe_changes
+from globaldiff.report.ablations import ablation_groups, describe_changes
 
 REPO = Path(__file__).resolve().parents[1]
 

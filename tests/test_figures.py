@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from globaldiff.report.figures import figure5, read_curve, validation_points
+from globaldiff.report.figures import figure5, validation_points
+from globaldiff.report.readers import read_curve
 
 HEADER = "epoch,loss,val_backbone_HR@20,val_diffusion_HR@20,val_fusion_HR@20,val_backbone_NDCG@20," \
          "val_diffusion_NDCG@20,val_fusion_NDCG@20,selected\n"

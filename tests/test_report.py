@@ -9,8 +9,13 @@ import math
 import numpy as np
 import pytest
 
-from globaldiff.report.tables import (Cell, Disagreement, Table, aggregate, collect_ranks, latex_escape, pvalues_by_run,
-                               results_json, table1, table2, table3, to_csv, to_latex, to_markdown, write_table)
+from globaldiff.report.aggregate import aggregate, results_json
+from globaldiff.report.readers import collect_ranks
+from globaldiff.report.significance import pvalues_by_run
+from globaldiff.report.table import Cell, Table, latex_escape, to_csv, to_latex, to_markdown, write_table
+from globaldiff.report.table1 import table1
+from globaldiff.report.table2 import Disagreement, table2
+from globaldiff.report.table3 import table3
 
 METRICS2 = ("HR@10", "NDCG@10")
 
@@ -229,10 +234,13 @@ def test_ranks_files_to_pvalues_and_missing_ranks(tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / f"seed{seed}.npz", backbone=np.full(30, 1000, dtype=np.int64), diffusion=users,
                  fusion=users)
-    ranks = collect_ranks(["ml-1m"], ["sasrec", "cbit"], [0, 1], root=tmp_path)
+    def seed_paths(backbone, seeds):
+        return [tmp_path / "ml-1m" / backbone / f"seed{s}.npz" for s in seeds]
+
+    ranks = collect_ranks({("ml-1m", b): seed_paths(b, [0, 1]) for b in ("sasrec", "cbit")})
     assert list(ranks) == [("ml-1m", "sasrec")] and len(ranks[("ml-1m", "sasrec")]) == 2
     assert pvalues_by_run(ranks, ["NDCG@30"]) == {("ml-1m", "sasrec"): {"NDCG@30": 2.0 / 2 ** 30}}
-    assert collect_ranks(["ml-1m"], ["sasrec"], [0, 1, 2], root=tmp_path) == {}  # seed 2 missing: n/a
+    assert collect_ranks({("ml-1m", "sasrec"): seed_paths("sasrec", [0, 1, 2])}) == {}  # seed 2 missing: n/a
 
 
 def test_results_json_keeps_the_means():
@@ -242,7 +250,8 @@ def test_results_json_keeps_the_means():
 
 
 def test_attribution_table_columns_changes_pvalues_and_not_run():
-    from globaldiff.report.tables import SECOND_OPINIONS, attribution_table, recipe_text
+    from globaldiff.report.attribution import SECOND_OPINIONS, attribution_table, recipe_text
+    from globaldiff.report.significance import opinion_pvalues
 
     runs = [run(0, (0.20, 0.10), (0.22, 0.09), (0.10, 0.05)), run(1, (0.22, 0.12), (0.24, 0.11), (0.12, 0.07))]
     for r, value in zip(runs, (0.30, 0.32)):
@@ -251,7 +260,9 @@ def test_attribution_table_columns_changes_pvalues_and_not_run():
     users = 30
     ranks = {("ml-1m", "sasrec"): [{"backbone": np.full(users, 50), "fusion": np.full(users, 50),
                                     "fusion_popularity": np.arange(1, users + 1)} for _ in range(2)]}
-    table = attribution_table(runs, ranks, {"sasrec": recipe_text({"hidden": 64, "loss": "ce"})}, gamma=0.5)
+    pvalues = opinion_pvalues(ranks, SECOND_OPINIONS, ("HR@10", "NDCG@10"))
+    assert set(pvalues[("ml-1m", "sasrec")]) == {"fusion", "fusion_popularity"}   # the ranks the seeds have
+    table = attribution_table(runs, pvalues, {"sasrec": recipe_text({"hidden": 64, "loss": "ce"})}, gamma=0.5)
     assert table.header[-4:] == list(SECOND_OPINIONS.values())
     by_row = {(str(r[2]), str(r[3])): [str(c) for c in r[5:]] for r in table.rows}
     assert by_row[("HR@10", "mean")] == ["0.2100 ± 0.0141", "0.2300 ± 0.0141", "not run", "0.3100 ± 0.0141", "not run"]
@@ -266,7 +277,7 @@ def test_attribution_table_columns_changes_pvalues_and_not_run():
 
 
 def test_ablation_table_rows_pvalues_and_missing_reference():
-    from globaldiff.report.tables import ablation_table
+    from globaldiff.report.ablations import ablation_table
 
     def metrics(hr20, alone=0.1):
         fusion = {"HR@10": hr20 / 2, "HR@20": hr20, "NDCG@10": hr20 / 4, "NDCG@20": hr20 / 3}
@@ -288,7 +299,7 @@ def test_ablation_table_rows_pvalues_and_missing_reference():
 
 
 def test_longterm_table_per_horizon():
-    from globaldiff.report.tables import longterm_table
+    from globaldiff.report.longterm import longterm_table
 
     def run(b, f):
         return {"test": {f"P{p}": {"backbone": dict.fromkeys(("HR@10", "HR@20", "NDCG@10", "NDCG@20"), b / p),
@@ -300,3 +311,56 @@ def test_longterm_table_per_horizon():
     assert len(rows) == 12 and rows[0][:4] == ["1", "SASRec", "1", "0.2000"]
     assert rows[4][:4] == ["2", "SASRec+GlobalDiff", "1", "0.1250"] and rows[5][3] == "+25.00%"
     assert "gamma = 0.5" in table.caption
+
+
+def test_a_fifth_backbone_and_a_second_dataset_appear_in_table2_in_every_format(monkeypatch):
+    from globaldiff.backbones import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "gru4rec", "GRU4Rec")        # registered, but not one of the paper's backbones
+    runs = RUNS + [run(s, (0.30, 0.15), (0.33, 0.16), (0.1, 0.05), dataset=d, name=b)
+                   for d in ("ml-1m", "beauty") for b in ("sasrec", "gru4rec") for s in (0, 1)
+                   if (d, b) != ("ml-1m", "sasrec")]
+    table, _ = table2(aggregate(runs), PAPER, PVALUES, datasets=("ml-1m", "beauty"), backbones=("sasrec", "gru4rec"),
+                      metrics=METRICS2)
+    text, latex = to_markdown(table), to_latex(table)
+    for dataset in ("ml-1m", "beauty"):
+        assert f"| {dataset} | GRU4Rec | ours | 2 | 0.3000 ± 0.0000 | 0.1500 ± 0.0000 |" in text
+        assert f"| {dataset} | GRU4Rec+GlobalDiff | ours | 2 | 0.3300 ± 0.0000 | 0.1600 ± 0.0000 |" in text
+        assert f"{dataset} & GRU4Rec & ours & 2 & 0.3000 $\\pm$ 0.0000 & 0.1500 $\\pm$ 0.0000 \\\\" in latex
+    assert "| beauty | SASRec | ours | 2 | 0.3000 ± 0.0000 |" in text
+    assert "| GRU4Rec | paper |" not in text                     # a backbone the paper lacks: our rows only
+    assert "| ml-1m | BERT4Rec | ours |  | not run | not run |" in text   # the paper's, which we did not run
+    models = [r[1] for r in table.rows if r[0] == "beauty"]
+    assert models[:3] == ["SASRec", "SASRec+GlobalDiff", "diffusion alone (SASRec)"] and "GRU4Rec" in models
+    rows = list(csv.DictReader(io.StringIO(to_csv(table))))
+    gru = {(r["dataset"], r["model"]): r for r in rows if "GRU4Rec" in r["model"]}
+    assert float(gru[("beauty", "GRU4Rec+GlobalDiff")]["HR@10"]) == pytest.approx(0.33)
+    assert float(gru[("beauty", "Improv. % (GRU4Rec)")]["HR@10"]) == pytest.approx(10.0)
+    assert gru[("ml-1m", "p-value (GRU4Rec)")]["HR@10"] == "n/a"
+    assert sorted({r["dataset"] for r in rows}) == ["beauty", "ml-1m"]
+
+
+def test_a_second_dataset_appears_in_table1():
+    paper = {"ml-1m": {"users": 5180, "items": 3526, "interactions": 562800, "avg_len": 108.6, "sparsity": 0.969}}
+    stats = {"ml-1m": {"users": 5180, "items": 3526, "interactions": 562800, "avg_len": 108.65, "sparsity": 0.97},
+             "ml-100k": {"users": 703, "items": 1439, "interactions": 52244, "avg_len": 74.32, "sparsity": 0.9484}}
+    table = table1(stats, paper)
+    assert "| ml-100k | ours | 703 | 1,439 | 52,244 | 74.32 | 94.84% |" in to_markdown(table)
+    assert "| ml-100k | paper | not reported | not reported |" in to_markdown(table)
+    assert r"ml-100k & ours & 703 & 1,439 & 52,244 & 74.32 & 94.84\% \\" in to_latex(table)
+    assert [r["dataset"] for r in csv.DictReader(io.StringIO(to_csv(table)))] == ["ml-1m"] * 2 + ["ml-100k"] * 2
+
+
+def test_headline_table_one_line_per_backbone_with_the_papers_change(monkeypatch):
+    from globaldiff.backbones import REGISTRY
+    from globaldiff.report.table2 import headline_table
+
+    monkeypatch.setitem(REGISTRY, "gru4rec", "GRU4Rec")
+    runs = RUNS + [run(s, (0.30, 0.15), (0.33, 0.16), (0.1, 0.05), name="gru4rec") for s in (0, 1)]
+    table = headline_table(aggregate(runs), PAPER, PVALUES, datasets=("ml-1m",), backbones=("sasrec", "gru4rec",
+                                                                                          "bert4rec"))
+    assert [[str(c) for c in r] for r in table.rows] == [
+        ["ml-1m", "SASRec", "2", "0.2100 ± 0.0141", "0.2300 ± 0.0141", "+9.52%", "0.012", "+20.00%"],
+        ["ml-1m", "GRU4Rec", "2", "0.3000 ± 0.0000", "0.3300 ± 0.0000", "+10.00%", "n/a", "not reported"]]
+    rows = list(csv.DictReader(io.StringIO(to_csv(table))))
+    assert float(rows[0]["alone_std"]) == pytest.approx(0.02 / math.sqrt(2)) and float(rows[0]["p-value"]) == 0.0123

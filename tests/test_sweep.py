@@ -10,7 +10,8 @@ import torch
 
 from globaldiff.report.figures import fusion_sweep_figure
 from globaldiff.ranking.metrics import masked_ranks, exclusion_mask
-from globaldiff.report.tables import sweep_table, to_markdown, tuned_table
+from globaldiff.report.fusion_sweep import sweep_table, tuned_table
+from globaldiff.report.table import to_markdown
 from globaldiff.ranking.sweep import choose_setting, fusion_grid_ranks, run_sweep
 from globaldiff.data.windows import EvalSet
 

@@ -1,15 +1,14 @@
 """The paper's figures, redrawn from files the pipeline wrote (curves, metrics); matplotlib only, PNG + PDF.
 
 Figure 3 (long-term prediction) is drawn from the longterm stage, Figures 4 (guidance) and 6 (diffusion
-steps) from the ablation stages; Figure 5 (voting
-performance across diffusion epochs) is drawn from the validation passes that
-train_diffusion logs every `diffusion.eval_every` epochs: the paper plots test metrics, but looking at test
+steps) from the ablation stages; Figure 5 (voting performance across diffusion epochs) is drawn from the
+validation passes that train_diffusion logs every `diffusion.eval_every` epochs (curves as
+`readers.read_curve` parses them): the paper plots test metrics, but looking at test
 data during training would be choosing on test, so ours is the validation curve (the caption says so).
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,13 +21,6 @@ import numpy as np  # noqa: E402
 from globaldiff.io import atomic_path  # noqa: E402
 
 SERIES = (("backbone", "backbone alone"), ("diffusion", "diffusion alone"), ("fusion", "+GlobalDiff (fusion)"))
-
-
-def read_curve(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a curve CSV with numbers parsed; empty cells (epochs without validation) are dropped."""
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None) and k != "selected"}
-                for row in csv.DictReader(f)]
 
 
 def validation_points(curves: Sequence[list[dict[str, float]]], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

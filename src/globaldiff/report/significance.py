@@ -87,3 +87,19 @@ def run_pvalues(ranks_by_seed: Sequence[Mapping[str, np.ndarray]], metrics: Sequ
     """{metric: p} of fusion against backbone for one (dataset, backbone), from one {model: ranks} per seed."""
     return {m: compare_runs([r["backbone"] for r in ranks_by_seed], [r["fusion"] for r in ranks_by_seed], m)
             for m in metrics}
+
+
+def pvalues_by_run(ranks: Mapping[tuple[str, str], Sequence[Mapping[str, np.ndarray]]],
+                   metrics: Sequence[str]) -> dict[tuple[str, str], dict[str, float]]:
+    """{(dataset, backbone): {metric: p}}: +GlobalDiff against the backbone, users paired, seeds averaged
+    (`ranks` as `readers.collect_ranks`)."""
+    return {key: run_pvalues(runs, metrics) for key, runs in ranks.items()}
+
+
+def opinion_pvalues(ranks: Mapping[tuple[str, str], Sequence[Mapping[str, np.ndarray]]], models: Sequence[str],
+                    metrics: Sequence[str]) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
+    """{(dataset, backbone): {model: {metric: p}}}: each fused `model` against the backbone alone, for the
+    models whose ranks every seed of the run has (a model missing from one seed gets no p-value)."""
+    return {key: {model: {m: compare_runs([s["backbone"] for s in runs], [s[model] for s in runs], m) for m in metrics}
+                  for model in models if all(model in s for s in runs)}
+            for key, runs in ranks.items()}
