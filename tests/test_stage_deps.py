@@ -94,3 +94,13 @@ def test_stages_do_not_drag_in_code_they_never_run(script, backbone, absent):
     files = {str(p) for p in stage_deps.closure(Path(script), backbone)}
     for name in absent:
         assert f"src/globaldiff/{name}" not in files
+
+
+def test_no_registered_backbone_imports_another():
+    # A stage template lists the union of its backbones' code, so a backbone built on another registered
+    # backbone's file would make that file a dep of every backbone's stages: shared code goes in base/layers/cloze.
+    names = stage_deps.registered_backbones()
+    own = {name: Path(f"src/globaldiff/backbones/{name}.py") for name in names}
+    for name in names:
+        files = stage_deps.closure(own[name])
+        assert not {path for other, path in own.items() if other != name} & files, name

@@ -10,4 +10,7 @@ REGISTRY = {
     "bert4rec": "BERT4Rec",
     "cbit": "CBiT",
     "srgnn": "SRGNN",
+    "gru4rec": "GRU4Rec",
+    "caser": "Caser",
+    "lightsans": "LightSANs",
 }
