@@ -1,5 +1,6 @@
 """Print the training cost of each backbone on a processed dataset (default ML-1M): seconds per batch over
-`--batches` batches, the projected time of one epoch, and one full-ranking validation pass.
+`--batches` batches of the library's train_backbone, the projected time of one epoch, and one of its validation
+passes (benchmarks/bench_study.py adds FLOPs, floors, bf16 and every other stage).
 
 Usage: python benchmarks/bench_backbones.py [--dataset ml-1m] [--backbones sasrec bert4rec cbit srgnn]
        [--batches 30] [--threads N]
@@ -16,10 +17,9 @@ import torch
 
 from globaldiff import paths
 from globaldiff.data.sequences import read_split
-from globaldiff.run.backbone import new_backbone
-from globaldiff.config.params import load_params
-from globaldiff.run.backbone import backbone_outputs
-from globaldiff.data.windows import evaluation_sets, sliding_windows
+from globaldiff.config.params import dataclass_from, load_params
+from globaldiff.data.windows import EvalSet, evaluation_sets, sliding_windows
+from globaldiff.run.backbone import BackboneTraining, BackboneValidation, new_backbone, train_backbone
 from globaldiff.run.device import seed_everything
 
 
@@ -42,19 +42,17 @@ def main() -> None:
         train = params["backbones"][name]["train"]
         windows = sliding_windows(split.train, params["max_len"] + 1, train["stride"])
         order = torch.randperm(len(windows), generator=generator)
-        optim = torch.optim.Adam(backbone.parameters(), lr=train["lr"])
-        backbone.train()
         size = train["batch_size"]
+        cfg = dataclass_from(BackboneTraining, {**train, "epochs": 1, "patience": 1}, exclude=params["eval"]["exclude"])
+        small = EvalSet(val.windows[:64], val.targets[:64], val.histories[:64])    # a few ms: the steps dominate
+        train_backbone(backbone, windows[order[:size]], small, cfg, torch.device("cpu"), generator)   # warm-up
         start = time.perf_counter()
-        for b in range(args.batches):
-            loss = backbone.training_loss(windows[order[b * size:(b + 1) * size]], generator)
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
+        train_backbone(backbone, windows[order[:args.batches * size]], small, cfg, torch.device("cpu"), generator)
         per_batch = (time.perf_counter() - start) / args.batches
         batches = -(-len(windows) // size)
+        validate = BackboneValidation(val, split.num_items, cfg.exclude)
         start = time.perf_counter()
-        backbone_outputs(backbone, val.windows, 1024, torch.device("cpu"))
+        validate(backbone, torch.device("cpu"))
         val_pass = time.perf_counter() - start
         print(f"{name:<10} {len(windows):>8} {batches:>8} {per_batch:>8.3f} {per_batch * batches:>10.0f} {val_pass:>13.2f}",
               flush=True)

@@ -78,27 +78,10 @@ def load_split(path: str):
 
 
 def read_params() -> dict:
-    """params.yaml as plain YAML (the model sections only), with the repo defaults where a key is missing."""
-    import yaml
+    """params.yaml through the library's own loader (the model sections the steps use)."""
+    from globaldiff.config.params import load_params
 
-    try:
-        params = yaml.safe_load((ROOT / "params.yaml").read_text()) or {}
-    except OSError:
-        params = {}
-    d = params.get("diffusion", {})
-    return {
-        "T": params.get("T", 20),
-        "max_len": params.get("max_len", 10),
-        "sasrec": {**{"hidden": 64, "blocks": 2, "heads": 1, "dropout": 0.2, "loss": "ce", "readout": "last"},
-                   **params.get("backbones", {}).get("sasrec", {}).get("model", {})},
-        "denoiser": {**{"network": "mlp", "guidance": "full", "hidden": 512, "time_dim": 64, "dropout": 0.1, "channels": 16},
-                     **params.get("denoiser", {})},
-        "diffusion": {"noise_scale": d.get("noise_scale", 0.1), "noise_min": d.get("noise_min", 0.005),
-                      "noise_max": d.get("noise_max", 0.05), "beta_first": d.get("beta_first", 1e-5),
-                      "loss": d.get("loss", "mse"), "rule": d.get("rule", "paper"), "zeta": d.get("zeta", 1.5),
-                      "delta": d.get("delta", 1.0), "batch_size": d.get("batch_size", 256), "lr": d.get("lr", 1e-3)},
-        "inference": params.get("inference", {}),
-    }
+    return load_params(ROOT / "params.yaml")
 
 
 def step_data(args) -> dict:
@@ -161,41 +144,46 @@ def load_similarity(args, form: str):
 def _sampling_setup(args, form: str):
     import torch
 
-    from globaldiff.backbones.sasrec import SASRec
     from globaldiff.data.windows import last_windows
+    from globaldiff.run.backbone import new_backbone
 
     params = read_params()
     split = load_split(args.data)
     sim = load_similarity(args, form)
-    backbone = SASRec(split.num_items, params["max_len"], **params["sasrec"])
+    backbone = new_backbone(params, "sasrec", split.num_items)
     windows = last_windows(split.train, params["max_len"])
     valid = backbone.valid_mask_positions(windows)
     keep = valid.any(dim=1)
-    return params, split, sim, backbone, windows[keep], valid[keep], torch
+    return params, split, sim, backbone, windows[keep], valid[keep].float(), torch
+
+
+def _diffusion_config(params: dict):
+    from globaldiff.config.params import dataclass_from
+    from globaldiff.run.diffusion import DiffusionTraining
+
+    return dataclass_from(DiffusionTraining, params["diffusion"], norm=params["ensemble"]["norm"],
+                          exclude=params["eval"]["exclude"])
 
 
 def step_samples(args) -> dict:
-    """target_probabilities + bernoulli_targets as train_diffusion draws them: one batch, then one epoch."""
-    from globaldiff.diffusion.samples import bernoulli_targets, target_probabilities
+    """train_diffusion's draws for one batch (run.diffusion.training_batch: eq. 2-4), then for one epoch."""
+    from globaldiff.run.diffusion import schedule_from_params, training_batch
 
     form = args.step.split(":")[1]
     params, split, sim, _, windows, valid, torch = _sampling_setup(args, form)
     if sim is None:
         return {"refused": f"no {form} similarity (its step was refused or failed)"}
-    d = params["diffusion"]
+    cfg, schedule = _diffusion_config(params), schedule_from_params(params)
     generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(windows), generator=generator)
+    size = cfg.batch_size
 
     def batch_samples(idx):
-        batch, ok = windows[idx], valid[idx].float()
-        pos = torch.multinomial(ok, 1, generator=generator).squeeze(1)
-        targets = batch[torch.arange(len(batch)), pos]
-        q = target_probabilities(sim.rows(targets), batch, pos, d["zeta"], d["delta"], d["rule"])
-        return bernoulli_targets(q, generator)
+        return training_batch(windows, valid, idx, sim, schedule, cfg, generator)
 
-    order = torch.randperm(len(windows), generator=generator)
-    size = d["batch_size"]
     batch_samples(order[:size])                                          # warm-up
     _, one = timed(lambda: batch_samples(order[:size]))
+
     def epoch_samples():
         for s in range(0, len(order), size):
             batch_samples(order[s:s + size])                             # x_0 dropped, as a training step would
@@ -208,26 +196,22 @@ def step_samples(args) -> dict:
 
 def step_diffusion(args) -> dict:
     """One epoch of train_diffusion (untrained SASRec, real denoiser and sampling), validation on 8 users only."""
-    from globaldiff.diffusion.denoiser import build_denoiser
-    from globaldiff.diffusion.schedule import DiffusionSchedule
-    from globaldiff.run.backbone import backbone_outputs
-    from globaldiff.run.diffusion import DiffusionTraining, Inference, diffusion_predict, train_diffusion
+    from dataclasses import replace
+
     from globaldiff.data.windows import EvalSet, last_windows
+    from globaldiff.run.backbone import backbone_outputs
+    from globaldiff.run.diffusion import (diffusion_predict, inference_from_params, new_denoiser,
+                                          schedule_from_params, train_diffusion)
 
     form = args.step.split(":")[1]
     params, split, sim, backbone, _, _, torch = _sampling_setup(args, form)
     if sim is None:
         return {"refused": f"no {form} similarity (its step was refused or failed)"}
-    d, n = params["diffusion"], params["denoiser"]
     windows = last_windows(split.train, params["max_len"])
-    schedule = DiffusionSchedule.linear_variance(params["T"], d["noise_scale"], d["noise_min"], d["noise_max"],
-                                                 d["beta_first"])
-    denoiser = build_denoiser(n["network"], split.num_items, backbone.hidden, n["guidance"], n["hidden"], n["time_dim"],
-                              n["dropout"], n["channels"])
-    cfg = DiffusionTraining(epochs=1, batch_size=d["batch_size"], lr=d["lr"], loss=d["loss"], zeta=d["zeta"],
-                            delta=d["delta"], rule=d["rule"])
+    schedule, denoiser = schedule_from_params(params), new_denoiser(params, backbone)
+    cfg = replace(_diffusion_config(params), epochs=1)
     val = EvalSet(windows[:8], torch.as_tensor(split.val[:8]), split.train[:8])
-    cpu, inf = torch.device("cpu"), Inference()
+    cpu, inf = torch.device("cpu"), inference_from_params(params)
     generator = torch.Generator().manual_seed(0)
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])            # its first use imports torch._dynamo (~1 s)
 
@@ -247,41 +231,29 @@ def step_diffusion(args) -> dict:
 
 
 def step_inference(args) -> dict:
-    """Full ranking for every user: scores [chunk, M+1] -> window items and padding masked -> torch.topk."""
-    from globaldiff.diffusion.denoiser import build_denoiser
-    from globaldiff.diffusion.schedule import DiffusionSchedule
-    from globaldiff.run.diffusion import Inference, diffusion_predict
+    """The evaluate stage's ranking for every test user: the backbone's scores (and the reverse chain's x0_hat),
+    then ranking.fused.user_ranks (exclusion mask, eq. 8 fusion, each target's rank), in its user chunks."""
     from globaldiff.data.windows import evaluation_sets
+    from globaldiff.ranking.fused import user_ranks
+    from globaldiff.run.backbone import backbone_outputs
+    from globaldiff.run.diffusion import diffusion_predict, inference_from_params, new_denoiser, schedule_from_params
 
     part = args.step.split(":")[1]
     params, split, _, backbone, _, _, torch = _sampling_setup(args, "none")
     _, test = evaluation_sets(split.train, split.val, split.test, params["max_len"])
-    inf = Inference(**{k: v for k, v in params["inference"].items()
-                       if k in ("input", "scale", "start_step", "noise")})
-    d, n = params["diffusion"], params["denoiser"]
-    schedule = DiffusionSchedule.linear_variance(params["T"], d["noise_scale"], d["noise_min"], d["noise_max"],
-                                                 d["beta_first"])
-    denoiser = build_denoiser(n["network"], split.num_items, backbone.hidden, n["guidance"], n["hidden"], n["time_dim"],
-                              n["dropout"], n["channels"])
-    backbone.eval()
-    chunk, k = args.rank_chunk, 10
+    inf, schedule, denoiser = inference_from_params(params), schedule_from_params(params), new_denoiser(params, backbone)
+    cpu = torch.device("cpu")
 
-    @torch.no_grad()
     def rank():
-        tops = []
-        for s in range(0, len(test.windows), chunk):
-            windows = test.windows[s:s + chunk]
-            logits, h, mean = backbone.predict(windows)
-            scores = logits if part == "backbone" else diffusion_predict(denoiser, schedule, logits, h, mean, inf,
-                                                                         torch.device("cpu"))
-            scores = scores.scatter(1, windows, float("-inf"))               # window items and padding (id 0)
-            tops.append(scores.topk(k, dim=1).indices)
-        return torch.cat(tops)
+        logits, h, mean = backbone_outputs(backbone, test.windows, inf.batch_size, cpu)
+        x0_hat = logits if part == "backbone" else diffusion_predict(denoiser, schedule, logits, h, mean, inf, cpu)
+        return user_ranks(logits, x0_hat, test, params["gamma"], params["ensemble"]["norm"],
+                          params["eval"]["exclude"], chunk=args.rank_chunk)["fusion"]
 
-    top, measured = timed(rank)
+    ranks, measured = timed(rank)
     what = "backbone scores" if part == "backbone" else f"backbone + reverse chain T={params['T']}"
-    return {**measured, "note": f"{what} -> top-{k} for {len(top):,} users in chunks of {chunk}: "
-                                f"{len(top) / measured['seconds']:,.0f} users/s"}
+    return {**measured, "note": f"{what} -> user_ranks (eq. 8 fusion, ranks) for {len(ranks):,} users in chunks of "
+                                f"{args.rank_chunk}: {len(ranks) / measured['seconds']:,.0f} users/s"}
 
 
 def timed(fn):
@@ -307,8 +279,8 @@ STEPS = {
     "samples:topk": ("samples: rows + eq. 2-3 + Bernoulli (top-k A)", step_samples),
     "diffusion:cosine": ("diffusion: 1 training epoch (dense A)", step_diffusion),
     "diffusion:topk": ("diffusion: 1 training epoch (top-k A)", step_diffusion),
-    "inference:backbone": ("inference: full ranking, backbone", step_inference),
-    "inference:diffusion": ("inference: full ranking, + diffusion", step_inference),
+    "inference:backbone": ("inference: evaluate's ranking, backbone", step_inference),
+    "inference:diffusion": ("inference: evaluate's ranking, + diffusion", step_inference),
 }
 
 
@@ -369,7 +341,7 @@ def main() -> None:
     parser.add_argument("--topk", type=int, default=100)
     parser.add_argument("--memory-mb", type=float, default=2048)
     parser.add_argument("--clusters", type=int, default=500)
-    parser.add_argument("--rank-chunk", type=int, default=1024)
+    parser.add_argument("--rank-chunk", type=int, default=2048, help="users per chunk of user_ranks (the pipeline: 2048)")
     parser.add_argument("--only", nargs="*", choices=sorted(STEPS), help="run these steps only")
     parser.add_argument("--step-timeout", type=int, default=600)
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -17,7 +17,7 @@ from globaldiff import paths
 from globaldiff.data.sequences import read_split
 from globaldiff.run.backbone import new_backbone
 from globaldiff.run.diffusion import inference_from_params, new_denoiser, schedule_from_params
-from globaldiff.config.params import load_params
+from globaldiff.config.params import dataclass_from, load_params
 from globaldiff.diffusion.similarity import build_similarity
 from globaldiff.run.backbone import BackboneTraining, backbone_outputs, train_backbone
 from globaldiff.run.diffusion import DiffusionTraining, diffusion_predict, train_diffusion
@@ -54,15 +54,15 @@ def main() -> None:
     train_cfg = params["backbones"][args.backbone]["train"]
     windows = sliding_windows(split.train, params["max_len"] + 1, train_cfg["stride"])
     val, test = evaluation_sets(split.train, split.val, split.test, params["max_len"])
-    one_epoch = BackboneTraining(epochs=1, batch_size=train_cfg["batch_size"], lr=train_cfg["lr"])
+    one_epoch = dataclass_from(BackboneTraining, {**train_cfg, "epochs": 1, "patience": 1},
+                               exclude=params["eval"]["exclude"])
     timed(f"backbone: 1 epoch ({len(windows)} windows) + val", lambda: train_backbone(
         backbone, windows, val, one_epoch, device, generator))
     inf = inference_from_params(params)
     denoiser = new_denoiser(params, backbone)
     schedule = schedule_from_params(params)
-    d = params["diffusion"]
-    cfg = DiffusionTraining(epochs=1, batch_size=d["batch_size"], lr=d["lr"], loss=d["loss"],
-                            zeta=d["zeta"], delta=d["delta"], rule=d["rule"])
+    cfg = dataclass_from(DiffusionTraining, {**params["diffusion"], "epochs": 1}, norm=params["ensemble"]["norm"],
+                         exclude=params["eval"]["exclude"])
     user_windows = last_windows(split.train, params["max_len"])
     # train_diffusion always validates after its last epoch: this line is one epoch plus one validation pass
     # (the reverse chain for every user, timed alone below).

@@ -108,10 +108,10 @@ def test_build_backbone():
     assert model.config() == {"class": "SASRec", "num_items": M, "max_len": L, "hidden": 8, "blocks": 1, "heads": 1,
                               "loss": "bce", "readout": "last"}
     with pytest.raises(ConfigError) as err:
-        build_backbone("gru4rec", M, L, {})
+        build_backbone("nextitnet", M, L, {})
     for name in REGISTRY:
         assert name in str(err.value)
-    assert "gru4rec" in str(err.value)
+    assert "nextitnet" in str(err.value)
 
 
 def test_sasrec_bad_loss():
@@ -285,3 +285,126 @@ def test_step_lr_schedule_multiplies_the_rate_every_lr_step_epochs():
     train_backbone(backbone, sliding_windows(train, 5, 1), val_set, cfg, torch.device("cpu"), seed_everything(0),
                    rows.append)
     assert [row["lr"] for row in rows] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+
+
+# ------------------------------------------------------------------------------------------- training loop
+
+def _tiny_run():
+    from globaldiff.data.windows import evaluation_sets
+
+    rng = np.random.default_rng(0)
+    train = [rng.integers(1, 13, size=12) for _ in range(16)]
+    val, test = rng.integers(1, 13, size=16), rng.integers(1, 13, size=(16, 1))
+    val_set, _ = evaluation_sets(train, val, test, 4)
+    return train, val_set
+
+
+def test_train_backbone_stops_with_one_line_naming_the_epoch_when_the_loss_is_nan():
+    from globaldiff.data.windows import sliding_windows
+    from globaldiff.run.backbone import BackboneTraining, NonFiniteLoss, train_backbone
+    from globaldiff.run.device import seed_everything
+
+    train, val_set = _tiny_run()
+    backbone = build_backbone("sasrec", 12, 4, {"hidden": 8})
+    real, calls = backbone.training_loss, []
+
+    def nan_in_epoch_3(windows, generator=None):
+        calls.append(1)
+        value = real(windows, generator)
+        return value * float("inf") if len(calls) > 2 * 3 else value    # 3 steps of 8 windows per epoch
+
+    backbone.training_loss = nan_in_epoch_3
+    rows = []
+    cfg = BackboneTraining(epochs=5, batch_size=8, lr=1e-3, patience=10, exclude="window")
+    with pytest.raises(NonFiniteLoss, match="backbone SASRec: training loss is (inf|nan) in epoch 3"):
+        train_backbone(backbone, sliding_windows(train, 5, 3)[:24], val_set, cfg, torch.device("cpu"),
+                       seed_everything(0), rows.append)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert issubclass(NonFiniteLoss, ConfigError)           # one line in a stage (cli.run_stage)
+
+
+@pytest.mark.parametrize("exclude", ["window", "history", "none"])
+def test_backbone_validation_equals_the_metrics_of_the_gathered_scores(exclude):
+    from globaldiff.run.backbone import BackboneValidation, backbone_outputs, evaluate_scores
+
+    _, val_set = _tiny_run()
+    backbone = build_backbone("sasrec", 12, 4, {"hidden": 8})
+    cpu = torch.device("cpu")
+    scores, _, _ = backbone_outputs(backbone, val_set.windows, 5, cpu)
+    assert BackboneValidation(val_set, 12, exclude, batch=5)(backbone, cpu) == evaluate_scores(scores, val_set, exclude)
+
+
+def test_training_loss_log_is_the_float64_sum_of_the_step_losses():
+    """The epoch loss is summed on the device (one read per epoch) exactly as the Python float sum it replaced."""
+    from globaldiff.data.windows import sliding_windows
+    from globaldiff.run.backbone import BackboneTraining, train_backbone
+    from globaldiff.run.device import seed_everything
+
+    train, val_set = _tiny_run()
+    backbone = build_backbone("sasrec", 12, 4, {"hidden": 8})
+    real, seen = backbone.training_loss, []
+
+    def record(windows, generator=None):
+        value = real(windows, generator)
+        seen.append((value.item(), len(windows)))
+        return value
+
+    backbone.training_loss = record
+    rows = []
+    windows = sliding_windows(train, 5, 3)[:20]
+    train_backbone(backbone, windows, val_set, BackboneTraining(epochs=1, batch_size=8, lr=1e-3, patience=1,
+                                                                exclude="window"),
+                   torch.device("cpu"), seed_everything(0), rows.append)
+    total = 0.0
+    for value, size in seen:
+        total += value * size
+    assert rows[0]["loss"] == total / len(windows)
+
+
+# ------------------------------------------------------------------------------------------- speed parts
+
+def test_dropout_keeps_each_entry_with_probability_1_minus_p_scaled_and_is_seeded():
+    from globaldiff.backbones.layers import Dropout
+
+    drop = Dropout(0.2).train()
+    x = torch.ones(400, 500)
+    torch.manual_seed(3)
+    y = drop(x)
+    assert set(torch.unique(y).tolist()) == {0.0, 1.25}
+    assert (y == 0).float().mean().item() == pytest.approx(0.2, abs=0.005)
+    torch.manual_seed(3)
+    assert torch.equal(drop(x), y)                          # the global generator: the seed decides
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x) and not Dropout(1.0).train()(x).any()
+    with pytest.raises(ValueError):
+        Dropout(1.5)
+    g = torch.ones(400, 500, requires_grad=True)
+    torch.manual_seed(3)
+    drop.train()(g).sum().backward()
+    assert torch.equal(g.grad, y)                           # d(x * mask / (1 - p)) / dx = mask / (1 - p)
+
+
+def test_sliding_windows_equal_the_loop_they_replace():
+    from globaldiff.data.windows import sliding_windows
+
+    def loop(histories, length, stride):
+        rows = []
+        for items in histories:
+            items = np.asarray(items, dtype=np.int64)
+            for end in range(len(items), 1, -stride):
+                window = items[max(0, end - length):end]
+                rows.append(np.pad(window, (length - len(window), 0)))
+        return np.stack(rows)
+
+    rng = np.random.default_rng(0)
+    histories = [rng.integers(1, 50, size=n) for n in (0, 1, 2, 3, 7, 11, 12, 30)] + [np.array([5, 5, 5])]
+    for length in (1, 2, 5, 11):
+        for stride in (1, 3, 10):
+            assert np.array_equal(sliding_windows(histories, length, stride).numpy(), loop(histories, length, stride))
+
+
+def test_device_generator_is_the_run_generator_on_cpu():
+    from globaldiff.run.device import device_generator
+
+    g = torch.Generator().manual_seed(0)
+    assert device_generator(g, torch.device("cpu")) is g

@@ -177,3 +177,22 @@ def test_training_lowers_the_cloze_loss(name):
 def test_same_seed_same_loss(name):
     values = [model(name).train().training_loss(WINDOWS, torch.Generator().manual_seed(4)).item() for _ in range(2)]
     assert values[0] == values[1]
+
+
+def test_nt_xent_gradient_equals_autograd_through_the_plain_product():
+    """The symmetric product's one-matmul backward gives autograd's gradient through einsum (float64)."""
+    z = torch.randn(3, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    nt_xent_pairs(z, 0.3).sum().backward()
+    got = z.grad.clone()
+
+    def reference(z):
+        views, batch, _ = z.shape
+        total = 0.0
+        for a in range(views):
+            for b in range(views):
+                if a != b:
+                    total = total + nt_xent_direct(z[a], z[b], 0.3)
+        return total
+
+    want, = torch.autograd.grad(reference(z), z)
+    torch.testing.assert_close(got, want)

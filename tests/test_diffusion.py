@@ -319,3 +319,98 @@ def test_unet_denoiser_uses_its_inputs_and_learns():
         optim.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+# ------------------------------------------------------------------------------- the embedded chain
+
+@pytest.mark.parametrize("network", ["mlp", "unet"])
+@pytest.mark.parametrize("steps,start", [(20, 20), (20, 7), (1, 1), (50, 50)])
+def test_reverse_embedded_equals_the_step_by_step_chain(network, steps, start):
+    """Section 3.5's noiseless chain run in the denoiser's embedding space gives `reverse`'s x_0 (eq. 6 through
+    the full network at every step) up to float rounding, and the same ranking."""
+    from globaldiff.diffusion.denoiser import build_denoiser, guidance_vector
+    from globaldiff.diffusion.schedule import reverse_embedded
+
+    torch.manual_seed(0)
+    net = build_denoiser(network, num_items=40, hidden_dim=6, guidance="full", hidden=24, time_dim=8,
+                         channels=4).eval()
+    for p in net.parameters():                   # away from the initialisation, so that every part matters
+        p.data.add_(0.3 * torch.randn_like(p))
+    s = DiffusionSchedule.linear_variance(steps, noise_scale=1.0, noise_min=0.05, noise_max=0.5)
+    x = torch.softmax(3 * torch.randn(5, 41), dim=1)
+    cond = guidance_vector(torch.randn(5, 6), torch.randn(5, 6), "full")
+    want = reverse(s, lambda x_t, t: net(x_t, t, cond), x, start)
+    got = reverse_embedded(s, lambda e, t: net.core(e, t, cond), net.embed, net.head, x, start)
+    # both are float32 chains rounded differently: against a float64 chain each is off by ~1e-5 here (values ~4.5,
+    # perturbed weights, 50 steps of a coarse schedule); at the committed sizes ~3e-7 relative (docs/speed.md)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=5e-5)
+    assert torch.equal(got.argsort(dim=1, descending=True)[:, :5], want.argsort(dim=1, descending=True)[:, :5])
+    with pytest.raises(ConfigError):
+        reverse_embedded(s, lambda e, t: net.core(e, t, cond), net.embed, net.head, x, steps + 1)
+
+
+def test_denoisers_are_head_of_core_of_embed():
+    from globaldiff.diffusion.denoiser import build_denoiser, guidance_vector
+
+    torch.manual_seed(0)
+    x_t, t = torch.rand(3, 8), torch.tensor([0, 5, 19])
+    cond = guidance_vector(torch.randn(3, 4), torch.randn(3, 4), "full")
+    for network in ("mlp", "unet"):
+        net = build_denoiser(network, 7, 4, "full", hidden=16, time_dim=8, channels=4).eval()
+        assert isinstance(net.embed, torch.nn.Linear) and isinstance(net.head, torch.nn.Linear)
+        assert torch.equal(net(x_t, t, cond), net.head(net.core(net.embed(x_t), t, cond)))
+
+
+def test_diffusion_predict_embedded_equals_step_by_step():
+    """diffusion_predict takes the embedded chain without sampling noise; the result is the full chain's."""
+    from globaldiff.diffusion.denoiser import build_denoiser, guidance_vector
+    from globaldiff.run.diffusion import Inference, diffusion_predict, diffusion_start
+
+    torch.manual_seed(0)
+    net = build_denoiser("mlp", 30, 4, "full", hidden=16, time_dim=8).eval()
+    s = DiffusionSchedule.linear_variance(10)
+    logits, h, mean = torch.randn(7, 31), torch.randn(7, 4), torch.randn(7, 4)
+    inf = Inference(input="softmax", scale="max", batch_size=3)
+    got = diffusion_predict(net, s, logits, h, mean, inf, torch.device("cpu"))
+    cond = guidance_vector(h, mean, "full")
+    want = reverse(s, lambda x_t, t: net(x_t, t, cond), diffusion_start(logits, inf), 10)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------- a diverging loss
+
+def test_train_diffusion_stops_with_one_line_when_the_loss_is_nan(monkeypatch):
+    import numpy as np
+
+    import globaldiff.run.diffusion as run_diffusion
+    from globaldiff.backbones.base import build_backbone
+    from globaldiff.data.windows import evaluation_sets, last_windows
+    from globaldiff.diffusion.denoiser import build_denoiser
+    from globaldiff.diffusion.similarity import build_similarity
+    from globaldiff.run.backbone import NonFiniteLoss
+
+    rng = np.random.default_rng(0)
+    train = [rng.integers(1, 13, size=12) for _ in range(16)]
+    val, test = rng.integers(1, 13, size=16), rng.integers(1, 13, size=(16, 1))
+    backbone = build_backbone("sasrec", 12, 4, {"hidden": 8})
+    denoiser = build_denoiser("mlp", 12, 8, "full", hidden=16, time_dim=8)
+    similarity = build_similarity(train, 12, "cosine")
+    val_set, _ = evaluation_sets(train, val, test, 4)
+    cfg = run_diffusion.DiffusionTraining(epochs=5, batch_size=8, lr=1e-3, loss="mse", zeta=1.5, delta=1.0,
+                                          rule="paper", eval_every=1, select_metric="HR@10", select_gamma=0.5,
+                                          norm="l1", exclude="window")
+    real_loss, calls = run_diffusion.dm.diffusion_loss, []
+
+    def loss_nan_from_the_third_step(*args):
+        calls.append(1)
+        value = real_loss(*args)
+        return value * float("nan") if len(calls) >= 3 else value
+
+    monkeypatch.setattr(run_diffusion.dm, "diffusion_loss", loss_nan_from_the_third_step)
+    rows = []
+    with pytest.raises(NonFiniteLoss, match="diffusion: training loss is nan in epoch 2"):
+        run_diffusion.train_diffusion(backbone, denoiser, DiffusionSchedule.linear_variance(5), similarity,
+                                      last_windows(train, 4), val_set, cfg, run_diffusion.Inference("softmax", "max"),
+                                      torch.device("cpu"), torch.Generator().manual_seed(0), rows.append)
+    assert [row["epoch"] for row in rows] == [1]          # epoch 1 (two steps) was logged, epoch 2 stopped the run
+    assert issubclass(NonFiniteLoss, ConfigError)          # a stage prints it as one line (cli.run_stage)

@@ -102,3 +102,61 @@ def test_fused_scores_gamma_one_orders_like_backbone():
     masked = logits.masked_fill(mask, -INF)
     assert torch.equal(out.argsort(dim=1, descending=True, stable=True)[:, :-2],
                        masked.argsort(dim=1, descending=True, stable=True)[:, :-2])
+
+
+# ------------------------------------------------------------------------------ the packed-key sort
+
+def _stable_argsort_ranks(scores: torch.Tensor) -> torch.Tensor:
+    """The reference r(.): a stable argsort of the items' scores (what borda_ranks did before its key sort)."""
+    items = scores[:, 1:]
+    order = torch.argsort(items, dim=1, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(1, items.shape[1] + 1).expand_as(order))
+    return torch.cat([torch.zeros_like(ranks[:, :1]), ranks], dim=1).to(scores.dtype)
+
+
+def test_borda_ranks_packed_keys_equal_the_stable_argsort():
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(600, 300, generator=gen) * 10.0 ** torch.randint(-30, 30, (600, 1), generator=gen)
+    scores[:, 5:40] = scores[:, 5:6]                                       # long ties at every magnitude
+    scores[::3, 50:60] = float("-inf")
+    scores[::5, 60:70] = 0.0
+    scores[::5, 70:80] = -0.0                                              # -0.0 ties with 0.0, as a comparison sort
+    scores[::7, 80:90] = torch.tensor([-1e-45, 1e-45, -3.4e38, 3.4e38, float("inf"), -2.0, 2.0, -0.5, 0.5, 1.0])
+    scores[1] = 1.0                                                        # a constant row
+    # 600 rows: the sort is split over threads (256 rows or more each) when torch has several
+    assert torch.equal(borda_ranks(scores), _stable_argsort_ranks(scores))
+    assert torch.equal(borda_ranks(scores[:7]), _stable_argsort_ranks(scores[:7]))
+
+
+def test_borda_ranks_and_target_ranks_refuse_nan():
+    from globaldiff import ConfigError
+    from globaldiff.ranking.metrics import masked_ranks, target_ranks
+
+    scores = torch.rand(3, 6)
+    scores[1, 2] = float("nan")
+    with pytest.raises(ConfigError, match="NaN in 1 of 3"):
+        borda_ranks(scores)
+    with pytest.raises(ConfigError, match="NaN"):
+        target_ranks(scores, torch.tensor([1, 1, 1]))
+    # a NaN target would otherwise rank first (nothing compares above it): never a metric
+    with pytest.raises(ConfigError, match="NaN"):
+        masked_ranks(scores, torch.zeros(3, 6, dtype=torch.bool), torch.tensor([1, 2, 1]))
+    # an excluded item can never be recommended: its score, NaN or not, is dropped before ranking
+    mask = torch.zeros(3, 6, dtype=torch.bool)
+    mask[1, 2] = True
+    assert masked_ranks(scores, mask, torch.tensor([1, 1, 1])).shape == (3,)
+
+
+def test_second_opinion_prepared_once_fuses_as_fuse_at_every_gamma():
+    from globaldiff.ranking.ensemble import BackboneOpinion
+
+    gen = torch.Generator().manual_seed(1)
+    logits, x0 = torch.randn(9, 12, generator=gen), torch.rand(9, 12, generator=gen)
+    mask = torch.rand(9, 12, generator=gen) < 0.2
+    mask[:, 0] = True
+    opinion = BackboneOpinion(logits, mask)
+    for norm in ("softmax", "l1", "l2"):
+        second = opinion.second(x0, norm)
+        for gamma in (0.0, 0.3, 0.5, 1.0):
+            assert torch.equal(opinion.combine(second, gamma), opinion.fuse(x0, gamma, norm))

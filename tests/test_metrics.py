@@ -146,3 +146,18 @@ def test_user_ranks_in_chunks_equal_one_pass(exclude):
         assert parts.keys() == whole.keys() == {"backbone", "diffusion", "fusion", "fusion_noise"}
         for name in whole:
             np.testing.assert_array_equal(parts[name], whole[name])
+
+
+@pytest.mark.parametrize("exclude", ["window", "history", "none"])
+def test_fused_validation_caches_the_backbone_and_equals_evaluate_all(exclude):
+    """train_diffusion's validation (the backbone's half computed once) gives evaluate_all's numbers exactly."""
+    from globaldiff.ranking.fused import FusedValidation
+
+    logits, x0_hat, evalset = _evalset(n=23, m=15, seed=4)
+    histories = [np.unique(np.append(w.numpy(), [1, 2])) for w in evalset.windows]
+    evalset = SimpleNamespace(windows=evalset.windows, targets=evalset.targets, histories=histories)
+    validation = FusedValidation(logits, evalset, exclude, chunk=5)
+    for seed in range(3):
+        x0 = torch.rand(x0_hat.shape, generator=torch.Generator().manual_seed(seed))
+        for gamma, norm in ((0.5, "l1"), (0.2, "softmax")):
+            assert validation.metrics(x0, gamma, norm) == evaluate_all(logits, x0, evalset, gamma, norm, exclude)

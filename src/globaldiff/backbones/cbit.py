@@ -16,6 +16,22 @@ import torch.nn.functional as F
 from globaldiff.backbones.cloze import ClozeBackbone
 
 
+class _Gram(torch.autograd.Function):
+    """G = Z Z^T for Z [n, D], with the backward of a symmetric product: dZ = (dG + dG^T) Z, one matrix product
+    where autograd through Z @ Z.T takes two."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        return z @ z.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (z,) = ctx.saved_tensors
+        grad = grad + grad.T                     # bfloat16 under autocast, as the product was
+        return (grad @ z.to(grad.dtype)).to(z.dtype)
+
+
 def nt_xent_pairs(z: torch.Tensor, temperature: float) -> torch.Tensor:
     """NT-Xent for every ordered pair of views: z [m, B, D] -> losses [m, m] (diagonal 0).
 
@@ -24,7 +40,7 @@ def nt_xent_pairs(z: torch.Tensor, temperature: float) -> torch.Tensor:
     """
     views, batch, _ = z.shape
     z = F.normalize(z, dim=-1)
-    sim = torch.einsum("aid,bjd->aibj", z, z) / temperature                       # [m, B, m, B]
+    sim = _Gram.apply(z.reshape(views * batch, -1)).view(views, batch, views, batch) / temperature  # [m, B, m, B]
     eye = torch.eye(batch, dtype=torch.bool, device=z.device)
     within = torch.diagonal(sim, dim1=0, dim2=2).permute(2, 0, 1).masked_fill(eye, float("-inf"))
     within_lse = torch.logsumexp(within, dim=-1)                                   # [m, B]: a's own rows

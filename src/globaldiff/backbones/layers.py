@@ -19,6 +19,30 @@ def attention_mask(seqs: torch.Tensor, causal: bool) -> torch.Tensor:
     return allowed | torch.eye(length, dtype=torch.bool, device=seqs.device)
 
 
+class Dropout(nn.Module):
+    """nn.Dropout's operation (in training, each entry is zeroed with probability p and the others are scaled by
+    1 / (1 - p); the identity in evaluation) with the keep mask drawn as float32 uniforms >= p from the global
+    generator: the same distribution as torch's Bernoulli kernel, 1.6-1.8x faster forward and backward on CPU
+    (one thread, [2048, 10, 256]: 30 against 49 ms), another random stream. Deterministic for a seed."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability {p}: expected a value in [0, 1]")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return x * 0.0
+        scale = (torch.rand(x.shape, device=x.device) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        return x * scale
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def _init_weights(module: nn.Module) -> None:
     """Small normal initialisation (BERT's 0.02) so that tied item embeddings start with small logits."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -51,8 +75,8 @@ class Block(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
         self.attn = SelfAttention(hidden, heads, dropout)
         self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.GELU() if act == "gelu" else nn.ReLU(),
-                                 nn.Dropout(dropout), nn.Linear(ffn, hidden))
-        self.drop = nn.Dropout(dropout)
+                                 Dropout(dropout), nn.Linear(ffn, hidden))
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.attn(self.norm1(x), mask))
@@ -68,7 +92,7 @@ class TransformerEncoder(nn.Module):
         self.causal = causal
         self.items = nn.Embedding(num_items + 2, hidden, padding_idx=0)  # ids 0..M+1 ([MASK] = M+1)
         self.positions = nn.Embedding(max_len, hidden)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(Block(hidden, heads, ffn, dropout, act) for _ in range(blocks))
         self.norm = nn.LayerNorm(hidden)
         self.apply(_init_weights)

@@ -20,14 +20,18 @@ def last_windows(histories: list[np.ndarray], length: int) -> torch.Tensor:
 
 def sliding_windows(histories: list[np.ndarray], length: int, stride: int) -> torch.Tensor:
     """Windows of `length` consecutive items ending every `stride` items from each sequence's end
-    (the first may be left-padded): [W, length]. stride 1 = every window."""
-    rows = []
-    for items in histories:
-        items = np.asarray(items, dtype=np.int64)
-        for end in range(len(items), 1, -stride):
-            window = items[max(0, end - length):end]
-            rows.append(np.pad(window, (length - len(window), 0)))
-    return torch.from_numpy(np.stack(rows))
+    (the first may be left-padded): [W, length]. stride 1 = every window. Rows go sequence by sequence, each
+    sequence's windows from its end backwards; one gather from a view of all sequences, each behind
+    length - 1 zeros."""
+    seqs = [np.asarray(items, dtype=np.int64) for items in histories]
+    pad = np.zeros(length - 1, dtype=np.int64)
+    flat = np.concatenate([pad] + [part for items in seqs for part in (items, pad)])
+    starts = np.cumsum([0] + [len(items) + length - 1 for items in seqs])[:-1]     # each sequence's first item
+    # the window ending after item `end` of a sequence (1-based) starts end - length items before it
+    rows = np.concatenate([start + np.arange(len(items), 1, -stride) - length
+                           for start, items in zip(starts + length - 1, seqs)] + [np.zeros(0, dtype=np.int64)])
+    windows = np.lib.stride_tricks.sliding_window_view(flat, length)[rows.astype(np.int64)]
+    return torch.from_numpy(np.ascontiguousarray(windows))
 
 
 @dataclass

@@ -57,11 +57,25 @@ class MLPDenoiser(nn.Module):
             nn.Linear(hidden, num_items + 1),
         )
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        parts = [self.embed_x(x_t), self.embed_t(timestep_embedding(t, self.time_dim))]
+    @property
+    def embed(self) -> nn.Linear:
+        """The first layer, linear in x_t (after the input dropout)."""
+        return self.embed_x[1]
+
+    @property
+    def head(self) -> nn.Linear:
+        """The last layer, linear in the core's output: f = head(core(embed(x_t), t, c))."""
+        return self.net[2]
+
+    def core(self, e: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """Everything between the two linear ends, from e = embed(x_t) to the head's input."""
+        parts = [e, self.embed_t(timestep_embedding(t, self.time_dim))]
         if cond is not None:
             parts.append(cond)
-        return self.net(torch.cat(parts, dim=1))
+        return self.net[1](self.net[0](torch.cat(parts, dim=1)))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return self.head(self.core(self.embed_x(x_t), t, cond))
 
 
 class UNetDenoiser(nn.Module):
@@ -93,14 +107,28 @@ class UNetDenoiser(nn.Module):
         self.to_one = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
         self.out = nn.Sequential(nn.Linear(area, hidden_dim), nn.Linear(hidden_dim, num_items + 1))
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        parts = [self.embed_x(x_t), timestep_embedding(t, self.time_dim).to(x_t.dtype)]
+    @property
+    def embed(self) -> nn.Linear:
+        """The first layer, linear in x_t (after the input dropout)."""
+        return self.embed_x[1]
+
+    @property
+    def head(self) -> nn.Linear:
+        """The last layer, linear in the core's output: f = head(core(embed(x_t), t, c))."""
+        return self.out[1]
+
+    def core(self, e: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """Everything between the two linear ends, from e = embed(x_t) to the head's input."""
+        parts = [e, timestep_embedding(t, self.time_dim).to(e.dtype)]
         if cond is not None:
             parts.append(cond)
         grid = self.to_map(torch.cat(parts, dim=1)).view(-1, 1, self.side, self.side)
         skip = self.down(grid)
         merged = self.merge(torch.cat([self.up(self.bottom(skip)), skip], dim=1))
-        return self.out(self.to_one(merged).flatten(1))
+        return self.out[0](self.to_one(merged).flatten(1))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return self.head(self.core(self.embed_x(x_t), t, cond))
 
 
 def build_denoiser(network: str, num_items: int, hidden_dim: int, guidance: str, hidden: int = 512,

@@ -391,7 +391,39 @@ class ItemSimilarity:
         return state
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "ItemSimilarity":
+    def from_state_dict(cls, state: dict, source: str = "similarity state",
+                        num_items: int | None = None) -> "ItemSimilarity":
+        """The similarity `state_dict()` saved (of `num_items` items, when given); other keys, types or shapes, or
+        ids out of range, are a ConfigError naming `source` (the file it was read from)."""
+        def bad(what: str) -> ConfigError:
+            return ConfigError(f"{source}: not a saved item similarity ({what}); re-run the similarity stage")
+
+        forms = {("matrix",): "dense", ("assign", "matrix"): "cluster", ("indices", "values"): "topk"}
+        form = forms.get(tuple(sorted(map(str, state)))) if isinstance(state, dict) else None
+        if form is None:
+            got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise bad(f"keys {got}, expected {' or '.join(str(list(keys)) for keys in forms)}")
+        for key, value in state.items():
+            integer = key in ("assign", "indices")
+            dtype_ok = isinstance(value, torch.Tensor) and (value.dtype == torch.int64 if integer
+                                                            else value.is_floating_point())
+            if not dtype_ok:
+                got = f"a {value.dtype} tensor" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise bad(f"'{key}' is {got}, expected a {'torch.int64' if integer else 'floating-point'} tensor")
+        name = "values" if form == "topk" else "matrix"
+        main = state[name]
+        if main.dim() != 2 or main.shape[0] < 2 or main.shape[1] < 1 \
+                or (form == "dense" and main.shape[1] != main.shape[0]):
+            expected = "[M+1, M+1]" if form == "dense" else "[M+1, K]"
+            raise bad(f"'{name}' of shape {tuple(main.shape)}, expected {expected} with M >= 1")
+        if form != "dense":
+            ids_name, shape, high = ("assign", (main.shape[0],), main.shape[1]) if form == "cluster" else \
+                ("indices", tuple(main.shape), main.shape[0])
+            ids = state[ids_name]
+            if tuple(ids.shape) != shape or bool(((ids < 0) | (ids >= high)).any()):
+                raise bad(f"'{ids_name}' of shape {tuple(ids.shape)}, expected {list(shape)} with ids in [0, {high})")
+        if num_items is not None and main.shape[0] != num_items + 1:
+            raise bad(f"{main.shape[0] - 1} items, the dataset has {num_items}")
         return cls(state.get("matrix"), state.get("assign"), state.get("values"), state.get("indices"))
 
 

@@ -14,12 +14,14 @@ from globaldiff.ranking.metrics import summarise
 from globaldiff.ranking.fused import user_ranks
 from globaldiff.diffusion.similarity import ItemSimilarity
 from globaldiff.data.windows import evaluation_sets
+from globaldiff.run.device import keep_freed_memory
 
 
 def evaluate_run(params: dict, split: Split, scores: dict[str, np.ndarray], similarity: ItemSimilarity,
                  seed: int) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
     """(metrics {val|test: {model: {metric: value}}}, test ranks {model: [users]}) at the params' gamma,
     for backbone, diffusion, fusion and the fusion with each control in params `controls`."""
+    keep_freed_memory()            # the [users, M+1] temporaries from the heap, not fresh mmaps (run.device)
     val, test = evaluation_sets(split.train, split.val, split.test, params["max_len"])
     metrics, test_ranks = {}, {}
     for part, evalset in (("val", val), ("test", test)):

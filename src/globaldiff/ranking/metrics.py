@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from globaldiff import ConfigError
+
 
 EXCLUDE = ("window", "history", "none")
 
@@ -34,10 +36,18 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """1-based rank of each target among all items: 1 + items scored higher + tied items with a lower id.
 
     Ties are broken by item id, so a constant score vector ranks the target by its id, never first for free.
+    NaN scores are refused (ConfigError): a NaN compares false with everything, so it would rank anywhere.
     """
+    if scores.numel() and torch.isnan(scores.amax()):   # amax propagates NaN: one pass, no [B, M+1] temporary
+        nan = torch.isnan(scores).any(dim=1)
+        raise ConfigError(f"scores: NaN in {int(nan.sum())} of {len(scores)} users' rows (a diverged model or a "
+                          f"corrupt score matrix): NaN never becomes a metric; re-run the stage that made them")
     target_scores = scores.gather(1, targets[:, None])
     lower_id = torch.arange(scores.shape[1], device=scores.device)[None, :] < targets[:, None]
-    return 1 + (scores > target_scores).sum(dim=1) + ((scores == target_scores) & lower_id).sum(dim=1)
+    # int32 sums (M < 2^31): summing the booleans as int64 would first copy them to an int64 matrix
+    higher = (scores > target_scores).sum(dim=1, dtype=torch.int32)
+    tied_below = ((scores == target_scores) & lower_id).sum(dim=1, dtype=torch.int32)
+    return 1 + higher.long() + tied_below.long()
 
 
 def hit_rate(ranks: np.ndarray, k: int) -> np.ndarray:

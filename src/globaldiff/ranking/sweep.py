@@ -12,32 +12,30 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from globaldiff.ranking.ensemble import NORMS, BackboneOpinion, check_gamma
-from globaldiff.ranking.metrics import exclusion_mask, masked_ranks, summarise
+from globaldiff.ranking.ensemble import NORMS, check_gamma
+from globaldiff.ranking.fused import user_chunks
+from globaldiff.ranking.metrics import masked_ranks, summarise
+from globaldiff.run.device import keep_freed_memory
 
 
 def fusion_grid_ranks(logits: torch.Tensor, x0_hat: torch.Tensor, evalset, gammas, norms, exclude: str,
                       chunk: int = 2048) -> dict[tuple[str, float], np.ndarray]:
     """{(norm, gamma): each user's 1-based target rank under eq. (8) fusion}, plus ("backbone", 1.0) for the
-    backbone alone. Users go in chunks; the backbone's Borda term is computed once per chunk."""
+    backbone alone. Users go in chunks; the backbone's Borda term is computed once per chunk, x0_hat's
+    normalisation and Borda ranks once per chunk and norm (gamma only weighs the two terms)."""
     for gamma in gammas:
         check_gamma(gamma)
     for norm in norms:
         if norm not in NORMS:
             raise ValueError(f"unknown normalisation {norm!r}: expected one of {NORMS}")
-    num_items = logits.shape[1] - 1
     parts: dict[tuple[str, float], list[np.ndarray]] = {}
-    for start in range(0, len(evalset.targets), chunk):
-        rows = slice(start, start + chunk)
-        histories = evalset.histories[rows] if evalset.histories is not None else None
-        mask = exclusion_mask(num_items, evalset.windows[rows], histories, mode=exclude)
-        targets = evalset.targets[rows]
-        opinion = BackboneOpinion(logits[rows], mask)
-        parts.setdefault(("backbone", 1.0), []).append(masked_ranks(logits[rows], mask, targets))
+    for c in user_chunks(logits, evalset, exclude, chunk):
+        parts.setdefault(("backbone", 1.0), []).append(masked_ranks(logits[c.rows], c.mask, c.targets))
         for norm in norms:
+            second = c.backbone.second(x0_hat[c.rows], norm)
             for gamma in gammas:
-                fused = opinion.fuse(x0_hat[rows], gamma, norm)
-                parts.setdefault((norm, gamma), []).append(masked_ranks(fused, mask, targets))
+                fused = c.backbone.combine(second, gamma)
+                parts.setdefault((norm, gamma), []).append(masked_ranks(fused, c.mask, c.targets))
     return {key: np.concatenate(chunks) for key, chunks in parts.items()}
 
 
@@ -58,6 +56,7 @@ def run_sweep(logits: dict[str, torch.Tensor], x0_hat: dict[str, torch.Tensor], 
     `logits`, `x0_hat`, `evalsets` are keyed by "val" and "test". The setting is chosen on validation only;
     test metrics of every setting are reported for description, never for choosing.
     """
+    keep_freed_memory()            # the [users, M+1] temporaries from the heap, not fresh mmaps (run.device)
     metrics: dict[str, dict[tuple[str, float], dict[str, float]]] = {}
     test_ranks: dict[tuple[str, float], np.ndarray] = {}
     for part in ("val", "test"):

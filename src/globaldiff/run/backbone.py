@@ -4,9 +4,11 @@ with early stopping on validation, and read its outputs. Nothing here knows a pa
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -17,7 +19,7 @@ from globaldiff.config.schema import check_model_options
 from globaldiff.data.sequences import Split
 from globaldiff.data.windows import EvalSet, evaluation_sets, sliding_windows
 from globaldiff.ranking.metrics import exclusion_mask, masked_ranks, summarise
-from globaldiff.run.device import autocast, seed_everything
+from globaldiff.run.device import adam, autocast, device_generator, keep_freed_memory, seed_everything
 
 
 @torch.no_grad()
@@ -31,6 +33,37 @@ def backbone_outputs(backbone: Backbone, windows: torch.Tensor, batch: int, devi
 def evaluate_scores(scores: torch.Tensor, evalset: EvalSet, exclude: str) -> dict[str, float]:
     mask = exclusion_mask(scores.shape[1] - 1, evalset.windows, evalset.histories, mode=exclude)
     return summarise(masked_ranks(scores, mask, evalset.targets))
+
+
+class BackboneValidation:
+    """The per-epoch model-selection metrics of train_backbone on a fixed evaluation set: the exclusion mask is
+    built once, and each pass ranks the targets batch by batch on the training device (no [N, M+1] score
+    matrix is gathered on the host). The same numbers as evaluate_scores(backbone_outputs(...))."""
+
+    def __init__(self, evalset: EvalSet, num_items: int, exclude: str, batch: int = 1024):
+        self.evalset, self.batch = evalset, batch
+        self.mask = exclusion_mask(num_items, evalset.windows, evalset.histories, mode=exclude)
+
+    @torch.no_grad()
+    def __call__(self, backbone: Backbone, device) -> dict[str, float]:
+        backbone.eval()
+        ranks = []
+        for i in range(0, len(self.evalset.targets), self.batch):
+            rows = slice(i, i + self.batch)
+            scores = backbone.predict(self.evalset.windows[rows].to(device))[0].float()
+            ranks.append(masked_ranks(scores, self.mask[rows], self.evalset.targets[rows]))
+        return summarise(np.concatenate(ranks))
+
+
+class NonFiniteLoss(ConfigError):
+    """A training loss became NaN or inf (one line in a stage, like any ConfigError)."""
+
+
+def check_epoch_loss(loss: float, epoch: int, what: str) -> None:
+    """Stop training when an epoch's mean loss is NaN or inf (checked once per epoch: no per-step sync)."""
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(f"{what}: training loss is {loss} in epoch {epoch}: the model diverged (a learning rate "
+                            f"too high for these params, or bf16 overflow: try precision fp32); nothing was saved")
 
 
 @dataclass
@@ -52,29 +85,37 @@ class BackboneTraining:
 def train_backbone(backbone: Backbone, windows: torch.Tensor, val: EvalSet, cfg: BackboneTraining, device,
                    generator: torch.Generator, log: Callable[[dict], None] = lambda row: None,
                    precision: torch.dtype | None = None) -> dict:
-    """Train on `windows` [W, L+1] with early stopping on the validation metric; return the best state."""
+    """Train on `windows` [W, L+1] with early stopping on the validation metric; return the best state.
+
+    The windows go to `device` once; the model's own draws (cloze masks, negatives) come from a generator on
+    that device (run.device.device_generator: on the CPU the run's own); the loss is summed on the device and
+    read once per epoch, when a NaN or inf loss stops the run (NonFiniteLoss)."""
+    keep_freed_memory()
     backbone.to(device)
-    optim = torch.optim.Adam(backbone.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = adam(backbone.parameters(), cfg.lr, cfg.weight_decay, device)
     schedule = torch.optim.lr_scheduler.StepLR(optim, cfg.lr_step, cfg.lr_decay) if cfg.lr_step else None
+    windows = windows.to(device)
+    draws = device_generator(generator, device)
+    validate = BackboneValidation(val, backbone.num_items, cfg.exclude)
     best, best_state, waited = -1.0, None, 0
     for epoch in range(1, cfg.epochs + 1):
         backbone.train()
-        order = torch.randperm(len(windows), generator=generator)
-        total = 0.0
+        order = torch.randperm(len(windows), generator=generator).to(device)
+        total = torch.zeros((), dtype=torch.float64, device=device)   # as a Python float: the same sum
         bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"backbone epoch {epoch}", leave=False,
                    disable=None, mininterval=5.0)
         for start in bar:
-            batch = windows[order[start:start + cfg.batch_size]].to(device)
+            batch = windows[order[start:start + cfg.batch_size]]
             with autocast(device, precision):
-                loss = backbone.training_loss(batch, generator=None if device.type != "cpu" else generator)
+                loss = backbone.training_loss(batch, generator=draws)
             optim.zero_grad()
             loss.backward()
             optim.step()
-            total += loss.item() * len(batch)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        scores, _, _ = backbone_outputs(backbone, val.windows, 1024, device)
-        metrics = evaluate_scores(scores, val, cfg.exclude)
-        row = {"epoch": epoch, "loss": total / len(windows), **{f"val_{k}": v for k, v in metrics.items()}}
+            total += loss.detach().double() * len(batch)
+        row = {"epoch": epoch, "loss": float(total) / len(windows)}
+        check_epoch_loss(row["loss"], epoch, f"backbone {type(backbone).__name__}")
+        metrics = validate(backbone, device)
+        row.update({f"val_{k}": v for k, v in metrics.items()})
         if schedule is not None:
             row["lr"] = optim.param_groups[0]["lr"]
             schedule.step()
@@ -116,10 +157,28 @@ def fit_backbone(params: dict, name: str, split: Split, seed: int, device, log: 
 
 
 def load_backbone(params: dict, name: str, checkpoint: dict, num_items: int, source: str) -> Backbone:
-    """Rebuild a backbone from its checkpoint, refusing one trained for another dataset or configuration."""
+    """Rebuild a backbone from its checkpoint, refusing one trained for another dataset or configuration, and a
+    state_dict that is missing, misshaped or not finite (ConfigError naming `source`)."""
+    from globaldiff.io import check_finite_tensors
+
     backbone = new_backbone(params, name, num_items)
     if checkpoint.get("config") != backbone.config():
         raise ConfigError(f"{source}: checkpoint config {checkpoint.get('config')} does not match this run's "
                           f"{backbone.config()} (another dataset's item count, or changed params): re-run its stage")
-    backbone.load_state_dict(checkpoint["state_dict"])
+    state, expected = checkpoint.get("state_dict"), backbone.state_dict()
+    if not isinstance(state, dict):
+        raise ConfigError(f"{source}: expected a 'state_dict' of tensors, got {type(state).__name__}: re-run its stage")
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    for k, want in expected.items():
+        got = state.get(k, want)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            problems.append(f"{k} is {shape}, expected {tuple(want.shape)}")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ConfigError(f"{source}: state_dict does not fit {type(backbone).__name__}: "
+                          f"{'; '.join(problems[:3])}{more}: re-run its stage")
+    check_finite_tensors(source, state)
+    backbone.load_state_dict(state)
     return backbone

@@ -46,3 +46,45 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """The generator for draws made on `device`: the run's own generator on the CPU (the same stream as ever),
+    elsewhere a generator on that device seeded from one draw of the run's generator (deterministic for a
+    seed, never the device's global state)."""
+    if device.type == "cpu":
+        return generator
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+_ALLOCATOR_SET = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks for reuse instead of returning them to the kernel (Linux only).
+
+    The [B, M+1] score and gradient matrices (tens of MB) are above malloc's mmap threshold, so by default each
+    is a fresh mmap whose pages fault in one by one on first touch and are unmapped when freed: every training
+    step and ranking chunk paid that again (e.g. 12 of the 30 ms of the output layer's forward product). Raising
+    the mmap and trim thresholds makes such blocks come from, and return to, the heap. Numerics are unchanged.
+    Returns whether the setting was applied (once per process; a no-op elsewhere than glibc)."""
+    global _ALLOCATOR_SET
+    if _ALLOCATOR_SET:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1 and libc.mallopt(m_trim_threshold, (1 << 31) - 1) == 1
+    except (OSError, AttributeError):
+        return False
+    _ALLOCATOR_SET = ok
+    return ok
+
+
+def adam(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Adam:
+    """The training loops' Adam: torch's fused kernel where it has one (CPU, CUDA): the same update rule in one
+    pass over each parameter (the denoiser's step: 2.7 against 8.4 ms on one CPU thread)."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=torch.device(device).type in ("cpu", "cuda"))

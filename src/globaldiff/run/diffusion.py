@@ -20,9 +20,9 @@ from globaldiff.data.windows import EvalSet, evaluation_sets, last_windows
 from globaldiff.diffusion.denoiser import build_denoiser, guidance_vector
 from globaldiff.diffusion.samples import bernoulli_targets, target_probabilities
 from globaldiff.diffusion.similarity import ItemSimilarity
-from globaldiff.ranking.fused import evaluate_all
-from globaldiff.run.backbone import backbone_outputs
-from globaldiff.run.device import autocast, seed_everything
+from globaldiff.ranking.fused import FusedValidation
+from globaldiff.run.backbone import backbone_outputs, check_epoch_loss
+from globaldiff.run.device import adam, autocast, device_generator, keep_freed_memory, seed_everything
 
 
 @dataclass
@@ -70,17 +70,46 @@ def diffusion_start(logits: torch.Tensor, inf: Inference) -> torch.Tensor:
 def diffusion_predict(denoiser: nn.Module, schedule: dm.DiffusionSchedule, logits: torch.Tensor,
                       h_target: torch.Tensor, h_mean: torch.Tensor, inf: Inference, device,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """x0_hat [N, M+1] for every user: reverse chain from x^{T'} built from the backbone's output."""
+    """x0_hat [N, M+1] for every user: reverse chain from x^{T'} built from the backbone's output.
+
+    Without sampling noise the chain runs in the denoiser's embedding space (schedule.reverse_embedded: the same
+    x_0, two products with the [M+1, H] weights instead of two per step); with noise, step by step."""
+    keep_freed_memory()
     denoiser.eval()
     start = inf.start_step or schedule.steps
+    linear_ends = not inf.noise and hasattr(denoiser, "core")
+    weights = dm.embedded_weights(denoiser.embed, denoiser.head) if linear_ends else None
     outs = []
     for i in range(0, len(logits), inf.batch_size):
         cond = guidance_vector(h_target[i:i + inf.batch_size].to(device), h_mean[i:i + inf.batch_size].to(device),
                                denoiser.guidance)
-        x = diffusion_start(logits[i:i + inf.batch_size], inf).to(device)
-        outs.append(dm.reverse(schedule, lambda x_t, t: denoiser(x_t, t, cond), x, start,
-                               noise=inf.noise, generator=generator).float().cpu())
+        x = diffusion_start(logits[i:i + inf.batch_size].to(device), inf)
+        if linear_ends:
+            x0 = dm.reverse_embedded(schedule, lambda e, t: denoiser.core(e, t, cond), denoiser.embed,
+                                     denoiser.head, x, start, weights)
+        else:
+            x0 = dm.reverse(schedule, lambda x_t, t: denoiser(x_t, t, cond), x, start, noise=inf.noise,
+                            generator=generator)
+        outs.append(x0.float().cpu())
     return torch.cat(outs)
+
+
+def training_batch(windows: torch.Tensor, valid: torch.Tensor, idx: torch.Tensor, similarity: ItemSimilarity,
+                   schedule: dm.DiffusionSchedule, cfg: DiffusionTraining, generator: torch.Generator
+                   ) -> tuple[torch.Tensor, ...]:
+    """One training batch's draws (Section 3.3 step 2, Section 3.4): for the windows `idx` of `windows` [N, L]
+    (`valid` [N, L] float: the positions that may be hidden), a hidden position i, its item, a step t, x_0 ~
+    Bernoulli(q) from eq. (2)-(3) and x_t by eq. (4). Returns (windows, pos, targets, t, x0, x_t), every draw
+    from `generator` on the windows' device."""
+    device = windows.device
+    batch, ok = windows[idx], valid[idx]
+    pos = torch.multinomial(ok, 1, generator=generator).squeeze(1)
+    targets = batch[torch.arange(len(batch), device=device), pos]
+    t = torch.randint(0, schedule.steps, (len(batch),), generator=generator, device=device)
+    q = target_probabilities(similarity.rows(targets), batch, pos, cfg.zeta, cfg.delta, cfg.rule)
+    x0 = bernoulli_targets(q, generator)
+    noise = torch.randn(x0.shape, generator=generator, device=device)
+    return batch, pos, targets, t, x0, dm.q_sample(schedule, x0, t, noise)
 
 
 def train_diffusion(backbone: Backbone, denoiser: nn.Module, schedule: dm.DiffusionSchedule,
@@ -88,34 +117,31 @@ def train_diffusion(backbone: Backbone, denoiser: nn.Module, schedule: dm.Diffus
                     inf: Inference, device, generator: torch.Generator,
                     log: Callable[[dict], None] = lambda row: None, precision: torch.dtype | None = None) -> dict:
     """Train f_theta on masked training windows [N, L] (one fresh mask and x_0 per window per epoch) with the
-    backbone frozen; every `eval_every` epochs run the whole inference on validation and keep the best state."""
+    backbone frozen; every `eval_every` epochs run the whole inference on validation and keep the best state.
+
+    Every draw of a step is made on `device` (run.device.device_generator: on the CPU the run's own generator),
+    so nothing is copied back to the host but the loss, once per epoch."""
+    keep_freed_memory()
     backbone.to(device).eval()
     for p in backbone.parameters():
         p.requires_grad_(False)
     denoiser.to(device)
     similarity = similarity.to(device)
-    optim = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = adam(denoiser.parameters(), cfg.lr, cfg.weight_decay, device)
     valid = backbone.valid_mask_positions(windows)
     keep = valid.any(dim=1)
-    windows, valid = windows[keep], valid[keep]
+    windows, valid = windows[keep].to(device), valid[keep].float().to(device)
+    draws = device_generator(generator, device)
     val_logits, val_h, val_mean = backbone_outputs(backbone, val.windows, inf.batch_size, device)
+    validation = FusedValidation(val_logits, val, cfg.exclude)
     best, best_state = -1.0, None
     for epoch in range(1, cfg.epochs + 1):
         denoiser.train()
-        order = torch.randperm(len(windows), generator=generator)
-        total = 0.0
+        order = torch.randperm(len(windows), generator=generator).to(device)
+        total = torch.zeros((), dtype=torch.float64, device=device)   # as a Python float: the same sum
         for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            batch, ok = windows[idx], valid[idx].float()
-            pos = torch.multinomial(ok, 1, generator=generator).squeeze(1)
-            rows = torch.arange(len(batch))
-            targets = batch[rows, pos]
-            t = torch.randint(0, schedule.steps, (len(batch),), generator=generator)
-            batch, pos, targets, t = batch.to(device), pos.to(device), targets.to(device), t.to(device)
-            q = target_probabilities(similarity.rows(targets), batch, pos, cfg.zeta, cfg.delta, cfg.rule)
-            x0 = bernoulli_targets(q.cpu(), generator).to(device)
-            noise = torch.randn(x0.shape, generator=generator).to(device)
-            x_t = dm.q_sample(schedule, x0, t, noise)
+            batch, pos, targets, t, x0, x_t = training_batch(windows, valid, order[start:start + cfg.batch_size],
+                                                             similarity, schedule, cfg, draws)
             with autocast(device, precision):
                 with torch.no_grad():
                     seqs, target_pos = backbone.masked_input(batch, pos)
@@ -125,11 +151,12 @@ def train_diffusion(backbone: Backbone, denoiser: nn.Module, schedule: dm.Diffus
             optim.zero_grad()
             loss.backward()
             optim.step()
-            total += loss.item() * len(batch)
-        row = {"epoch": epoch, "loss": total / len(windows)}
+            total += loss.detach().double() * len(batch)
+        row = {"epoch": epoch, "loss": float(total) / len(windows)}
+        check_epoch_loss(row["loss"], epoch, "diffusion")
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             x0_hat = diffusion_predict(denoiser, schedule, val_logits, val_h, val_mean, inf, device)
-            metrics = evaluate_all(val_logits, x0_hat, val, cfg.select_gamma, cfg.norm, cfg.exclude)
+            metrics = validation.metrics(x0_hat, cfg.select_gamma, cfg.norm)
             row.update({f"val_{part}_{k}": v for part, m in metrics.items() for k, v in m.items()})
             if metrics["fusion"][cfg.select_metric] > best:
                 best, best_state = metrics["fusion"][cfg.select_metric], copy.deepcopy(denoiser.state_dict())
