@@ -1,10 +1,12 @@
-"""CL4SRec and DuoRec (Table 2 competitors): SASRec encoders with a contrastive term. Augmentations, InfoNCE and
-the supervised positives on hand cases; the losses against a direct computation; shapes, causality, padding,
-a one-epoch train through train_backbone, bit-reproducibility, and the params validator."""
+"""CL4SRec and DuoRec (Table 2 competitors): SASRec's network (backbones/causal.py) with a contrastive term.
+Augmentations, InfoNCE and the supervised positives on hand cases; the losses against a direct computation; shapes,
+causality, padding, SASRec's weights and loss unchanged, a one-epoch train through train_backbone (which calls the
+prepare_training hook), bit-reproducibility, the registry and params entries, and the params validator."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,8 +14,10 @@ import torch
 
 from globaldiff import ConfigError
 from globaldiff.backbones import REGISTRY
-from globaldiff.backbones.base import build_backbone
-from globaldiff.backbones.cl4srec import CL4SRec, augment, crop_view, info_nce, mask_view, reorder_view
+from globaldiff.backbones.base import Backbone, build_backbone
+from globaldiff.backbones.causal import CausalBackbone
+from globaldiff.backbones.cl4srec import CL4SRec, augment, crop_view, mask_view, reorder_view
+from globaldiff.backbones.contrastive import info_nce
 from globaldiff.backbones.duorec import DuoRec
 from globaldiff.backbones.sasrec import SASRec
 from globaldiff.config.schema import check_model_options
@@ -26,11 +30,9 @@ CLASSES = {"cl4srec": CL4SRec, "duorec": DuoRec}
 
 
 @pytest.fixture(autouse=True)
-def registered(monkeypatch):
-    """Both classes registered; one torch thread (tiny tensors; two threads on a busy machine mostly wait on each
-    other), but in the test of two-thread reproducibility."""
-    for name, cls in CLASSES.items():
-        monkeypatch.setitem(REGISTRY, name, cls.__name__)
+def one_thread():
+    """One torch thread (tiny tensors; two threads on a busy machine mostly wait on each other), but in the test of
+    two-thread reproducibility."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -196,6 +198,7 @@ def test_cl4srec_loss_is_sasrec_loss_plus_weighted_info_nce():
     with torch.no_grad():
         h1, h2 = model.encode(first)[:, -1].double(), model.encode(second)[:, -1].double()
         expected = SASRec.training_loss(model, WINDOWS).item() + 0.3 * hand_info_nce(h1, h2, 0.7)
+    assert SASRec.training_loss(model, WINDOWS).item() == model.next_item_loss(WINDOWS).item()
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -215,7 +218,8 @@ def test_duorec_loss_is_sasrec_loss_plus_weighted_info_nce_without_false_negativ
 @pytest.mark.parametrize("name", CLASSES)
 def test_shapes_and_sasrec_inference(name):
     model = net(name)
-    assert isinstance(model, SASRec) and model.causal and model.config()["class"] == CLASSES[name].__name__
+    assert isinstance(model, CausalBackbone) and not isinstance(model, SASRec)     # shared code, not SASRec's file
+    assert model.causal and model.config()["class"] == CLASSES[name].__name__
     seqs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8], [0, 0, 0, 0, 9]])
     h = model.encode(seqs)
     assert h.shape == (3, L, D)
@@ -251,27 +255,96 @@ def test_padding_is_never_attended(name):
 
 # ------------------------------------------------------------------------------ training, reproducibility
 
-@pytest.mark.parametrize("name,extra", [("cl4srec", {}), ("duorec", {"positives": "train"}),
-                                        ("duorec", {"positives": "batch"})])
-def test_one_epoch_through_train_backbone(name, extra):
+def tiny_training(name: str, options: dict):
+    """(backbone, windows, validation set) on 16 random sequences of 12 items over 12 item ids, L = 4."""
     from globaldiff.data.windows import evaluation_sets, sliding_windows
-    from globaldiff.run.backbone import BackboneTraining, train_backbone
-    from globaldiff.run.device import seed_everything
 
     rng = np.random.default_rng(0)
     train = [rng.integers(1, 13, size=12) for _ in range(16)]
     val, test = rng.integers(1, 13, size=16), rng.integers(1, 13, size=(16, 1))
-    backbone = build_backbone(name, 12, 4, {"hidden": 8, **extra})
-    windows = sliding_windows(train, 5, 1)
-    if extra.get("positives") == "train":
-        backbone.prepare_training(windows)
     val_set, _ = evaluation_sets(train, val, test, 4)
+    return build_backbone(name, 12, 4, {"hidden": 8, **options}), sliding_windows(train, 5, 1), val_set
+
+
+def one_epoch(backbone, windows, val_set, rows):
+    from globaldiff.run.backbone import BackboneTraining, train_backbone
+    from globaldiff.run.device import seed_everything
+
+    cfg = BackboneTraining(epochs=1, batch_size=16, lr=1e-3, patience=1, exclude="window")
+    return train_backbone(backbone, windows, val_set, cfg, torch.device("cpu"), seed_everything(0), rows.append)
+
+
+@pytest.mark.parametrize("name,extra", [("cl4srec", {}), ("duorec", {"positives": "train"}),
+                                        ("duorec", {"positives": "batch"})])
+def test_one_epoch_through_train_backbone(name, extra):
+    backbone, windows, val_set = tiny_training(name, extra)
     rows = []
-    state = train_backbone(backbone, windows, val_set, BackboneTraining(epochs=1, batch_size=16, lr=1e-3, patience=1,
-                                                                        exclude="window"),
-                           torch.device("cpu"), seed_everything(0), rows.append)
+    state = one_epoch(backbone, windows, val_set, rows)       # no prepare_training here: train_backbone calls it
     assert len(rows) == 1 and np.isfinite(rows[0]["loss"]) and 0.0 <= rows[0]["val_NDCG@10"] <= 1.0
     assert state.keys() == SASRec(12, 4, hidden=8).state_dict().keys()     # SASRec's weights, nothing more
+    if extra.get("positives") == "train":
+        assert torch.equal(backbone.pool[0], windows[torch.argsort(windows[:, -1], stable=True)])
+
+
+@pytest.mark.parametrize("name", ["sasrec", "cl4srec", "duorec"])
+def test_train_backbone_calls_prepare_training_once_with_the_windows_before_the_first_step(name, monkeypatch):
+    backbone, windows, val_set = tiny_training(name, {})
+    calls = []
+    real_prepare, real_loss = backbone.prepare_training, backbone.training_loss
+    monkeypatch.setattr(backbone, "prepare_training", lambda w: (calls.append(("prepare", w)), real_prepare(w))[1])
+    monkeypatch.setattr(backbone, "training_loss",
+                        lambda batch, generator=None: (calls.append(("step", None)), real_loss(batch, generator))[1])
+    one_epoch(backbone, windows, val_set, [])
+    assert [kind for kind, _ in calls] == ["prepare"] + ["step"] * math.ceil(len(windows) / 16)
+    assert torch.equal(calls[0][1], windows)
+
+
+def test_the_default_prepare_training_does_nothing():
+    assert "prepare_training" not in vars(SASRec) and "prepare_training" not in vars(CausalBackbone)
+    model = SASRec(M, L, hidden=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert Backbone.prepare_training(model, WINDOWS) is None
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_duorec_batch_positives_need_no_index():
+    model = DuoRec(M, L, hidden=8, positives="batch")
+    model.prepare_training(WINDOWS)
+    assert model.pool is None
+
+
+# --------------------------------------------------------------------- SASRec's network, shared (causal.py)
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_same_seed_same_initial_weights_as_sasrec_and_the_same_next_item_loss(name):
+    # CausalBackbone creates SASRec's parameters in SASRec's order; the contrastive options add none
+    opts = dict(hidden=D, blocks=2, heads=2, dropout=0.0, loss="ce")
+    torch.manual_seed(0)
+    sasrec = SASRec(M, L, **opts).eval()
+    model = net(name, **opts)
+    assert list(model.state_dict()) == list(sasrec.state_dict())
+    assert all(torch.equal(v, sasrec.state_dict()[k]) for k, v in model.state_dict().items())
+    assert model.next_item_loss(WINDOWS).item() == sasrec.training_loss(WINDOWS).item()
+    seqs = WINDOWS[:, :-1]
+    assert torch.equal(model.predict(seqs)[0], sasrec.predict(seqs)[0])
+    # with lambda = 0 the objective is SASRec's (the views are still drawn)
+    zero = net(name, **opts, cl_weight=0.0)
+    assert zero.training_loss(WINDOWS, torch.Generator().manual_seed(0)).item() == sasrec.training_loss(WINDOWS).item()
+
+
+def test_no_backbone_file_imports_another():
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "src/globaldiff/backbones"
+    for name in ("sasrec", "cl4srec", "duorec"):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        backbones = {m.rsplit(".", 1)[-1] for m in imported if m.startswith("globaldiff.backbones.")}
+        assert not backbones & set(REGISTRY), (name, backbones)
+        assert backbones <= {"base", "layers", "causal", "contrastive"}, (name, backbones)
 
 
 def train_bytes(name: str, options: dict, steps: int = 4, batch: int = 128) -> bytes:
@@ -301,6 +374,46 @@ def test_training_is_bit_reproducible_with_two_threads(name, options):
         assert train_bytes(name, options) == train_bytes(name, options)
     finally:
         torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------------------- registry, params
+
+def test_registered_with_params_entries_that_validate_and_not_in_the_study():
+    import yaml
+    from pathlib import Path
+
+    from globaldiff.run.backbone import check_backbone_params, new_backbone
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    for name, cls in CLASSES.items():
+        assert REGISTRY[name] == cls.__name__
+        assert name not in params["study"]["backbones"]                 # nothing trains in the committed study
+        check_backbone_params(params, name)
+        model = new_backbone(params, name, 30)
+        assert type(model) is cls and model.max_len == params["max_len"] == 10 and model.hidden == 64
+        train = params["backbones"][name]["train"]
+        assert (train["lr"], train["batch_size"]) == (0.001, 256) and train["patience"] >= 1
+    assert params["backbones"]["duorec"]["model"]["positives"] == "train"
+
+
+@pytest.mark.parametrize("name,option,value,words", [
+    ("cl4srec", "crop_rate", 0.0, "crop_rate = 0.0: expected a value in (0.0, 1.0]"),
+    ("cl4srec", "mask_rate", 1.5, "mask_rate = 1.5: expected a value in [0.0, 1.0]"),
+    ("cl4srec", "reorder_rate", -0.1, "reorder_rate = -0.1: expected a value in [0.0, 1.0]"),
+    ("cl4srec", "dropout", 1.0, "dropout = 1.0: expected a value in [0.0, 1.0)"),
+    ("cl4srec", "heads", 3, "heads = 3: expected a divisor of backbones.cl4srec.model.hidden = 64"),
+    ("cl4srec", "temperature", 0, "temperature = 0: expected a value in (0.0, inf)"),
+    ("duorec", "cl_weight", -1.0, "cl_weight = -1.0: expected a value in [0.0, inf)"),
+    ("duorec", "hidden", 0, "hidden = 0: expected a value in [1, inf)"),
+    ("duorec", "blocks", 0, "blocks = 0: expected a value in [1, inf)"),
+    ("duorec", "heads", 0, "heads = 0: expected a value in [1, inf)"),
+    ("duorec", "dropout", -0.1, "dropout = -0.1: expected a value in [0.0, 1.0)"),
+    ("duorec", "positives", "all", "positives = 'all': expected one of ['train', 'batch']"),
+    ("duorec", "readout", "first", "readout = 'first': expected one of ['last', 'mask']"),
+])
+def test_params_ranges_are_refused_with_the_key(name, option, value, words):
+    with pytest.raises(ConfigError, match=re.escape(f"params.yaml: backbones.{name}.model.{words}")):
+        check_model_options(name, {"hidden": 64, option: value}, CLASSES[name])
 
 
 # ------------------------------------------------------------------------------------------------ options

@@ -13,4 +13,6 @@ REGISTRY = {
     "gru4rec": "GRU4Rec",
     "caser": "Caser",
     "lightsans": "LightSANs",
+    "cl4srec": "CL4SRec",
+    "duorec": "DuoRec",
 }

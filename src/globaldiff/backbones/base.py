@@ -4,6 +4,8 @@ Ids: items 1..M, 0 = padding, M+1 = [MASK]. Windows are right-aligned (left padd
 - `encode(seqs [B, L]) -> h [B, L, d]`: per-position hidden states.
 - `item_scores(h [B, d]) -> [B, M+1]`: scores over item ids 0..M (the projection g of eq. 1).
 - `training_loss(windows [B, L+1], generator) -> loss`: the backbone's own objective.
+- `prepare_training(windows [W, L+1])`: called once with all training windows before the first epoch (default:
+  nothing).
 - `next_item_input(windows [B, L])`: the input whose last position (L-1) predicts the next item.
 - `masked_input(windows [B, L], pos [B])`: the guidance input for a window whose item at `pos` is hidden
   (diffusion training, Section 3.3), and the position whose state is h_i.
@@ -53,6 +55,11 @@ class Backbone(nn.Module, abc.ABC):
     @abc.abstractmethod
     def training_loss(self, windows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The backbone's own training objective on windows [B, L+1] of consecutive train items."""
+
+    def prepare_training(self, windows: torch.Tensor) -> None:
+        """Called once by the training loop (run.backbone.train_backbone) before the first epoch, with all the
+        training windows [W, L+1] on the training device: for an objective that looks beyond the batch (DuoRec's
+        positives from other training sequences). Draws nothing at random; by default does nothing."""
 
     def next_item_input(self, windows: torch.Tensor) -> torch.Tensor:
         """Input whose position L-1 predicts the item after `windows` (the last L items of the history)."""

@@ -21,25 +21,10 @@ from __future__ import annotations
 
 import torch
 
-from globaldiff.backbones.sasrec import SASRec
+from globaldiff.backbones.causal import CausalBackbone
+from globaldiff.backbones.contrastive import info_nce
 
 CROP, MASK, REORDER = 0, 1, 2
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, same: torch.Tensor | None = None) -> torch.Tensor:
-    """InfoNCE over the 2B views (a [B, d], b [B, d]): anchor a_i's positive is b_i and b_i's is a_i; every other
-    view is a negative, except both views of each j != i with same[i, j] (false negatives, e.g. the same target
-    item). Similarity = dot product / temperature. The mean over the 2B anchors."""
-    batch = len(a)
-    z = torch.cat([a, b])
-    sim = (z @ z.T) / temperature
-    drop = torch.eye(2 * batch, dtype=torch.bool, device=z.device)             # an anchor is not its own negative
-    if same is not None:
-        others = same & ~torch.eye(batch, dtype=torch.bool, device=z.device)
-        drop = drop | others.repeat(2, 2)
-    # diagonals, not sim[rows, cols]: a view's backward, no index accumulation (deterministic on CPU)
-    positive = torch.cat([torch.diagonal(sim, batch), torch.diagonal(sim, -batch)])
-    return (torch.logsumexp(sim.masked_fill(drop, float("-inf")), dim=1) - positive).mean()
 
 
 def _count(lengths: torch.Tensor, rate: float) -> torch.Tensor:
@@ -100,7 +85,7 @@ def augment(seqs: torch.Tensor, rates: tuple[float, float, float], mask_id: int,
     return out[first, rows], out[second, rows]
 
 
-class CL4SRec(SASRec):
+class CL4SRec(CausalBackbone):
     def __init__(self, num_items: int, max_len: int, crop_rate: float = 0.6, mask_rate: float = 0.3,
                  reorder_rate: float = 0.6, temperature: float = 1.0, cl_weight: float = 0.1, **sasrec_options):
         super().__init__(num_items, max_len, **sasrec_options)
@@ -115,7 +100,7 @@ class CL4SRec(SASRec):
         self.temperature, self.cl_weight = temperature, cl_weight
 
     def training_loss(self, windows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        loss = super().training_loss(windows, generator)
+        loss = self.next_item_loss(windows, generator)
         first, second = augment(windows[:, :-1], self.rates, self.mask_id, generator)
         h = self.encode(torch.cat([first, second]))[:, -1]       # both views in one pass; last position's state
         return loss + self.cl_weight * info_nce(h[: len(windows)], h[len(windows):], self.temperature)

@@ -13,7 +13,8 @@ tau 1 and lambda 0.1 are the authors' (their run script; the paper picks lambda 
 
 The supervised positive of a window (its target = its last item) is drawn uniformly from
 - `positives: train` (the paper, the authors' code): every training window with that target but itself, from an
-  index target -> windows built once by `prepare_training(windows)` before training (not part of the weights);
+  index target -> windows built by `prepare_training(windows)`, which the training loop calls once before
+  the first epoch (not part of the weights);
 - `positives: batch`: the other windows of the batch with that target.
 A window with no other one of its target is its own positive (then only the dropout view differs), as the
 authors do. All draws use the training generator. Inference is SASRec's.
@@ -23,11 +24,11 @@ from __future__ import annotations
 
 import torch
 
-from globaldiff.backbones.cl4srec import info_nce
-from globaldiff.backbones.sasrec import SASRec
+from globaldiff.backbones.causal import CausalBackbone
+from globaldiff.backbones.contrastive import info_nce
 
 
-class DuoRec(SASRec):
+class DuoRec(CausalBackbone):
     def __init__(self, num_items: int, max_len: int, temperature: float = 1.0, cl_weight: float = 0.1,
                  positives: str = "train", **sasrec_options):
         super().__init__(num_items, max_len, **sasrec_options)
@@ -39,7 +40,10 @@ class DuoRec(SASRec):
         self.pool = None          # (windows sorted by target [W, L+1], first row of each target [M+1], counts [M+1])
 
     def prepare_training(self, windows: torch.Tensor) -> None:
-        """Index the training windows [W, L+1] by target (their last item), for `positives: train`."""
+        """Index the training windows [W, L+1] by target (their last item), for `positives: train` (nothing to do
+        for `positives: batch`)."""
+        if self.positives != "train":
+            return
         targets = windows[:, -1]
         counts = torch.bincount(targets, minlength=self.num_items + 1)
         self.pool = (windows[torch.argsort(targets, stable=True)], torch.cumsum(counts, 0) - counts, counts)
@@ -67,7 +71,7 @@ class DuoRec(SASRec):
         return torch.where((count > 1)[:, None], pick, windows)
 
     def training_loss(self, windows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        loss = super().training_loss(windows, generator)
+        loss = self.next_item_loss(windows, generator)
         positives = self.supervised_positives(windows, generator)
         h = self.encode(torch.cat([windows[:, :-1], positives[:, :-1]]))[:, -1]   # fresh dropout masks for both
         targets = windows[:, -1]

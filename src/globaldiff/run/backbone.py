@@ -89,12 +89,14 @@ def train_backbone(backbone: Backbone, windows: torch.Tensor, val: EvalSet, cfg:
 
     The windows go to `device` once; the model's own draws (cloze masks, negatives) come from a generator on
     that device (run.device.device_generator: on the CPU the run's own); the loss is summed on the device and
-    read once per epoch, when a NaN or inf loss stops the run (NonFiniteLoss)."""
+    read once per epoch, when a NaN or inf loss stops the run (NonFiniteLoss). The backbone's prepare_training
+    hook sees the windows once, on the device, before the first epoch."""
     keep_freed_memory()
     backbone.to(device)
     optim = adam(backbone.parameters(), cfg.lr, cfg.weight_decay, device)
     schedule = torch.optim.lr_scheduler.StepLR(optim, cfg.lr_step, cfg.lr_decay) if cfg.lr_step else None
     windows = windows.to(device)
+    backbone.prepare_training(windows)       # once, before the first epoch (DuoRec indexes its positives)
     draws = device_generator(generator, device)
     validate = BackboneValidation(val, backbone.num_items, cfg.exclude)
     best, best_state, waited = -1.0, None, 0
