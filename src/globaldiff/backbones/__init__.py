@@ -15,4 +15,6 @@ REGISTRY = {
     "lightsans": "LightSANs",
     "cl4srec": "CL4SRec",
     "duorec": "DuoRec",
+    "actsr": "ACTSR",
+    "diffurec": "DiffuRec",
 }

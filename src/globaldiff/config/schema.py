@@ -261,6 +261,16 @@ MODEL_RANGES: dict[str, Check] = {
     "reorder_rate": number(0.0, 1.0),            # cl4srec beta
     "cl_weight": number(0.0),                    # cl4srec, duorec: lambda
     "positives": choice(("train", "batch")),     # duorec
+    "mask_weight": number(0.0),                  # actsr: lambda of the perturbation-mask penalty
+    "adversary": choice(("mask", "all")),        # actsr: what the adversarial loss trains
+    "spatial": boolean,                          # actsr: the spatial calibrator on/off
+    "adversarial": boolean,                      # actsr: the adversarial calibrator on/off
+    "positions": boolean,                        # actsr, diffurec: learned position embeddings
+    "emb_dropout": number(0.0, below=1.0),       # diffurec: dropout on the history's item embeddings
+    "diffusion_steps": number(1, integer=True),  # diffurec: t, the length of the forward chain
+    "sample_steps": number(1, integer=True),     # diffurec: reverse passes at inference (<= diffusion_steps)
+    "lambda_uncertainty": number(0.0),           # diffurec: delta of lambda ~ N(delta, delta)
+    "sample_seed": number(0, integer=True),      # diffurec: the reverse chain's seed
     "loss": choice(("ce", "bce")),               # sasrec, caser
     "readout": choice(("last", "mask")),         # sasrec
 }
