@@ -28,7 +28,23 @@ from globaldiff.report.table2 import results_markdown, table2
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = REPO / "reports/tables"
-PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def locked_params() -> dict:
+    """params.yaml with the summary stage's params as dvc.lock recorded them: the params the committed reports
+    were made from (main may carry params ahead of dvc.lock until the next full run)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    locked = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]["summary"]["params"]["params.yaml"]
+    for key, value in locked.items():
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return params
+
+
+PARAMS = locked_params()
 STUDY = PARAMS["study"]
 
 
