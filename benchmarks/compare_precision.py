@@ -13,6 +13,7 @@ Prints a Markdown table; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
@@ -34,6 +35,17 @@ def seed_metrics(repo: Path, dataset: str, backbone: str) -> dict[int, dict]:
     return runs
 
 
+def stopping(repo: Path, dataset: str, backbone: str, seed: int) -> str:
+    """'best epoch / epochs run' of the backbone's training curve (models/.../backbone_curve.csv)."""
+    path = repo / "models" / dataset / backbone / f"seed{seed}" / "backbone_curve.csv"
+    if not path.exists():
+        return "?"
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    best = max(rows, key=lambda r: float(r["val_NDCG@10"]))
+    return f"{best['epoch']}/{rows[-1]['epoch']}"
+
+
 def spread(values: list[float]) -> tuple[float, float, float, float]:
     return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, min(values), max(values))
 
@@ -46,7 +58,8 @@ def main() -> None:
     ap.add_argument("--backbone", default="sasrec")
     ap.add_argument("--models", nargs="+", default=["backbone", "fusion", "diffusion"])
     args = ap.parse_args()
-    names = [yaml.safe_load((repo / "params.yaml").read_text())["precision"] for repo in (args.a, args.b)]
+    names = [f"{yaml.safe_load((repo / 'params.yaml').read_text()).get('precision', 'fp32')} ({repo.name})"
+             for repo in (args.a, args.b)]
     a, b = (seed_metrics(repo, args.dataset, args.backbone) for repo in (args.a, args.b))
     if sorted(a) != sorted(b):
         sys.exit(f"different seeds: {sorted(a)} against {sorted(b)}")
@@ -65,6 +78,12 @@ def main() -> None:
                   f"{sb[0]:.4f} ± {sb[1]:.4f} | {sb[2]:.4f}..{sb[3]:.4f} | {sb[0] - sa[0]:+.4f} | "
                   f"{'yes' if inside else 'NO'} |")
     print(f"\nevery mean inside the other's seed spread: {'yes' if inside_all else 'no'}")
+    print("\n| seed | " + " | ".join(f"{n}: best epoch / epochs run, test HR@10 (backbone)" for n in names) + " |")
+    print("|---:|---|---|")
+    for seed in sorted(a):
+        cells = [f"{stopping(repo, args.dataset, args.backbone, seed)}, {runs[seed]['backbone']['HR@10']:.4f}"
+                 for repo, runs in ((args.a, a), (args.b, b))]
+        print(f"| {seed} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
