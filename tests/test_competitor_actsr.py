@@ -299,7 +299,7 @@ def test_registered_with_a_params_entry_that_validates_and_not_in_the_study():
     assert model.spatial and model.adversarial and not model.positions and model.adversary == "mask"
     train = params["backbones"]["actsr"]["train"]
     assert (train["epochs"], train["patience"], train["batch_size"], train["lr"], train["stride"]) == \
-        (50, 3, 256, 0.001, 10)
+        (50, 5, 256, 0.001, 10)
 
 
 @pytest.mark.parametrize("option,value,words", [

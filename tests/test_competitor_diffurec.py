@@ -259,7 +259,7 @@ def test_registered_with_a_params_entry_that_validates_and_not_in_the_study():
     assert type(model) is DiffuRec and model.max_len == params["max_len"] == 10 and model.hidden == 64
     assert (model.steps, model.sample_steps) == (32, 8)
     train = params["backbones"]["diffurec"]["train"]
-    assert (train["epochs"], train["patience"], train["batch_size"], train["lr"], train["stride"]) == (50, 3, 256, 0.001, 1)
+    assert (train["epochs"], train["patience"], train["batch_size"], train["lr"], train["stride"]) == (50, 5, 256, 0.001, 1)
 
 
 @pytest.mark.parametrize("option,value,words", [
