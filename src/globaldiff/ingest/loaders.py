@@ -9,6 +9,10 @@ Every loader returns columns
                  frame's attrs["timed"] is False (no two rows of such a file could share a time)
 and raises ConfigError naming the file, the line and what was expected on malformed input.
 The registry LOADERS maps each params `loader` name to its function.
+
+A dataset's `embedded` source is always the sequences layout (`user_id<TAB>item_ids`, read by `load_embedded`),
+whichever loader it belongs to: the ML-1M split of the paper (`ml-1m`) and Amazon Beauty's 5-core (`beauty`).
+The file is the one the download stage copied, named as the end of `sources.embedded.url`.
 """
 
 from __future__ import annotations
@@ -181,7 +185,7 @@ def load_ml1m(raw_dir: Path, cfg: dict) -> pd.DataFrame:
     """MovieLens-1M: `embedded` sequences file (default) or GroupLens' `ml-1m/ratings.dat`."""
     source = cfg.get("source", "embedded")
     if source == "embedded":
-        return _load_sequences(_raw_file(raw_dir, "ml-1m-sequences.tsv.gz", "the embedded ML-1M sequences"))
+        return load_embedded(raw_dir, cfg, "ml-1m-sequences.tsv.gz", "the embedded ML-1M sequences")
     if source == "grouplens":
         path = _raw_file(raw_dir, "ml-1m/ratings.dat", "GroupLens ml-1m.zip's ratings.dat")
         text = _read_text(path)
@@ -194,6 +198,14 @@ def load_ml1m(raw_dir: Path, cfg: dict) -> pd.DataFrame:
         return _frame(_ids(path, df[0], "UserID", True), _ids(path, df[1], "MovieID", True),
                       _to_float(path, df[2], "Rating"), _to_int(path, df[3], "Timestamp"))
     raise ConfigError(f"params.yaml: datasets.ml-1m.source: unknown source {source!r}; known: embedded, grouplens")
+
+
+def load_embedded(raw_dir: Path, cfg: dict, default: str, what: str) -> pd.DataFrame:
+    """An `embedded` source: the sequences file the download stage copied under the name that ends
+    `sources.embedded.url`; `default` when params give no URL (a frame built by hand, as in the tests)."""
+    url = ((cfg.get("sources") or {}).get("embedded") or {}).get("url")
+    name = PurePosixPath(urllib.parse.unquote(urllib.parse.urlparse(str(url)).path)).name if url else default
+    return _load_sequences(_raw_file(raw_dir, name or default, what))
 
 
 def _load_sequences(path: Path) -> pd.DataFrame:
@@ -229,7 +241,11 @@ def load_ml100k(raw_dir: Path, cfg: dict) -> pd.DataFrame:
 
 
 def load_beauty(raw_dir: Path, cfg: dict) -> pd.DataFrame:
-    """Amazon 2014 `ratings_Beauty.csv`: user,item,rating,timestamp, no header, string ids."""
+    """Amazon 2014 Beauty. Source `embedded`: the 5-core sequences file of the S3-Rec / ICLRec line of work
+    (integer ids 1..N, chronological, no ratings or times; NOT the paper's split, docs/data.md); any other
+    source: `ratings_Beauty.csv` (user,item,rating,timestamp, no header, string ids), the paper's raw file."""
+    if cfg.get("source") == "embedded":
+        return load_embedded(raw_dir, cfg, "beauty-5core-sequences.tsv.gz", "the embedded Beauty 5-core sequences")
     path = _raw_file(raw_dir, "ratings_Beauty.csv", "Amazon 2014 ratings_Beauty.csv")
     df = _read_table(path, ",", False, "user,item,rating,timestamp", ncols=4)
     return _frame(_ids(path, df[0], "user", False), _ids(path, df[1], "item", False),
