@@ -13,6 +13,7 @@ in its own process, so its peak RSS is that part's alone, as a dvc stage's would
                     chain + fused metrics over every user, and fit_diffusion's closing inference (val + test)
   evaluate          evaluate_run on random score matrices of the real shape (val + test, the controls)
   sweep             run_sweep on random score matrices (gammas x norms, val + test)
+  propagate         one chunk of evaluate: the propagated control softmax(y) A (dense and top-k A), one Borda ranking
 Models are untrained (a step's cost does not depend on the weights). Timing helpers are benchmarks/bench_study.py's.
 Each timing keeps the wall time and the process CPU time. On the project's shared 2-core machine the wall time
 says mostly how busy the other jobs kept the cores, and at 2 threads OpenMP's spin-waiting inflates the CPU time
@@ -56,7 +57,8 @@ from globaldiff.run.device import seed_everything  # noqa: E402
 
 DATASET = "beauty-5core"
 BACKBONES = ("sasrec", "bert4rec", "cbit", "srgnn")
-PARTS = ("preprocess", "similarity", *BACKBONES, "diffusion", "evaluate", "sweep")
+PARTS = ("preprocess", "similarity", *BACKBONES, "diffusion", "evaluate", "sweep", "propagate")
+CHUNK = 2048                    # users of one ranking chunk (ranking.fused.user_chunks' default)
 TARGET_MIN, TARGET_GB = 60, 8
 CPU_TIMES: list[float] = []     # process CPU seconds (all threads) of each timing, in order
 
@@ -190,6 +192,21 @@ def part_sweep(params, args) -> dict:
     return {"seconds": wall, "cpu": cpu, "settings": len(sw["gammas"]) * len(sw["norms"])}
 
 
+def part_propagate(params, args) -> dict:
+    """What evaluate's parts cost on one chunk of users: the propagated control softmax(y) A with the dense and
+    the top-k A, and one Borda ranking (each opinion's ranks before eq. (8))."""
+    from globaldiff.ranking.ensemble import borda_ranks
+    _, split = dataset(params)
+    y = torch.softmax(torch.randn(CHUNK, split.num_items + 1, generator=torch.Generator().manual_seed(0)), dim=1)
+    out = {"users": CHUNK}
+    for method in ("cosine", "topk"):
+        similarity = similarity_of(params, split, method=method)
+        out[f"{method}_seconds"], out[f"{method}_cpu"] = timed_once(lambda: similarity.propagate(y))
+        del similarity
+    out["borda_seconds"], out["borda_cpu"] = timed_once(lambda: borda_ranks(y))
+    return out
+
+
 def run_part(part: str, args) -> dict:
     torch.set_num_threads(args.threads)
     params = load_params(ROOT / "params.yaml")
@@ -301,6 +318,10 @@ def main() -> None:
     for part in ("evaluate", "sweep"):
         if part in r:
             print(f"  {part}: {both(part)}; peak {gib(r[part]['peak_mib'])}")
+    if "propagate" in r:
+        x = r["propagate"]
+        print(f"  one chunk of {x['users']:,} users: softmax(y) A with the dense A {fmt_s(x['cosine_cpu'])} CPU, with "
+              f"the top-k A {fmt_s(x['topk_cpu'])} CPU; one Borda ranking {fmt_s(x['borda_cpu'])} CPU")
     if "evaluate" in r:
         x = r["evaluate"]
         print(f"  evaluate with similarity.method topk (controls {', '.join(x['controls'])}): {fmt_s(x['topk_cpu'])} "
@@ -314,28 +335,35 @@ def main() -> None:
               f"({4 * matrix:.1f} GiB), {runs} runs {4 * matrix * runs:.0f} GiB in scores/, and dvc's cache as much "
               f"again unless it links")
 
+    # At one thread a part's CPU time is its cost, and the study's stages (`study` threads) take between it and
+    # it / study. At more threads the CPU time is already spread over them (and inflated by their waiting on
+    # each other when other jobs hold the cores): it is then both bounds.
+    split_by = study if args.threads == 1 else 1
     print(f"\nProjected Beauty part of the study ({len(BACKBONES)} backbones x {seeds} seeds +- GlobalDiff; "
           f"{args.epochs} backbone epochs per run assumed; stage compute only, no start-up or dvc overhead). "
-          f"CPU: the parts' CPU time at {args.threads} thread(s); /{study}: the same over the study's {study} threads "
-          f"(perfect scaling: a lower bound{'; the wall at ' + str(study) + ' threads lies between the two' if args.threads == 1 else ''}):")
+          f"CPU: the parts' CPU time at {args.threads} thread(s); low: "
+          + (f"the same over the study's {study} threads (perfect scaling: the stages' wall time lies between the "
+             f"two on an idle machine):" if split_by > 1 else "the same (parts already at several threads):"))
     counts = [("preprocess x1", "preprocess", 1), ("similarity x1", "similarity", 1)]
     counts += [(f"train_backbone@{n} x{seeds}", f"{n}_epoch", seeds * args.epochs) for n in BACKBONES]
     counts += [(f"train_diffusion x{runs}", "diffusion_run", runs), (f"evaluate x{runs}", "evaluate", runs),
                (f"fusion_sweep x{runs}", "sweep", runs)]
     counts = [(label, key, n) for label, key, n in counts if key in wall]
     total = sum(n * cpu[key] for _, key, n in counts)
-    print(f"  {'stage kind':<28} {'CPU':>10} {'/' + str(study):>10} {'wall here':>10}  share")
+    print(f"  {'stage kind':<28} {'CPU':>10} {'low':>10} {'wall here':>10}  share")
     for label, key, n in counts:
-        print(f"  {label:<28} {fmt_s(n * cpu[key]):>10} {fmt_s(n * cpu[key] / study):>10} "
+        print(f"  {label:<28} {fmt_s(n * cpu[key]):>10} {fmt_s(n * cpu[key] / split_by):>10} "
               f"{fmt_s(n * wall[key]):>10}  {100 * n * cpu[key] / total:4.1f}%")
     peak = max(x["peak_mib"] for x in r.values())
     worst = max(r, key=lambda p: r[p]["peak_mib"])
-    lower = total / study
+    lower = total / split_by
     print(f"  {'total':<28} {fmt_s(total):>10} {fmt_s(lower):>10} {fmt_s(sum(n * wall[k] for _, k, n in counts)):>10}")
     partial = " (the parts measured only)" if args.only is not None else ""
-    print(f"  against {TARGET_MIN} min{partial}: {'met' if total <= TARGET_MIN * 60 else 'met only with perfect scaling' if lower <= TARGET_MIN * 60 else 'NOT met'}"
-          f" (the lower bound is {lower / 60 / TARGET_MIN:.1f}x the target); largest peak RSS {gib(peak)} ({worst}) "
-          f"against {TARGET_GB} GB: {'met' if peak * 2 ** 20 <= TARGET_GB * 1e9 else 'NOT met'}")
+    verdict = "met" if total <= TARGET_MIN * 60 else "met only at the low figure" if lower <= TARGET_MIN * 60 \
+        else "NOT met"
+    print(f"  against {TARGET_MIN} min{partial}: {verdict} (the low figure is {lower / 60 / TARGET_MIN:.1f}x the "
+          f"target); largest peak RSS {gib(peak)} ({worst}) against {TARGET_GB} GB: "
+          f"{'met' if peak * 2 ** 20 <= TARGET_GB * 1e9 else 'NOT met'}")
     print(f"done; {load()}")
 
 
