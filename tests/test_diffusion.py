@@ -17,6 +17,15 @@ from globaldiff.diffusion.schedule import (DiffusionSchedule, diffusion_loss, po
                                   reverse)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: extra intra-op threads only contend with whatever else runs on the CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def linspace(a, b, n):
     return [a + (b - a) * k / (n - 1) for k in range(n)] if n > 1 else [a]
 

@@ -90,11 +90,20 @@ def symlink_zip() -> bytes:
     return buf.getvalue()
 
 
+def empty_name_zip() -> bytes:
+    """A member whose name is empty (zipfile.ZipInfo.is_dir() raises IndexError on it)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(""), b"x")
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize("kind, data, words", [
     ("zip", zip_bytes({"../evil.txt": b"x"}), "'..' component"),
     ("zip", zip_bytes({"ok/../../evil.txt": b"x"}), "'..' component"),
     ("zip", zip_bytes({"/abs/evil.txt": b"x"}), "absolute"),
     ("zip", symlink_zip(), "symlink"),
+    ("zip", empty_name_zip(), "absolute or empty path"),
     ("tar", tar_bytes({"../evil.txt": b"x"}), "'..' component"),
     ("tar", tar_bytes({}, symlinks={"link": "/etc/passwd"}), "link or special file"),
 ])

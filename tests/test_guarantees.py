@@ -8,7 +8,8 @@
 5. safe loading: nothing in src/ or pipeline/ unpickles; checkpoints are refused on a config mismatch.
 Hostile inputs and the download rules (6, 7) are in test_hostile_inputs.py.
 
-The tiny study runs on CPU with one thread per process, to stay light beside other work.
+The tiny study runs on CPU with one thread per process, to stay light beside other work; it is the session's
+`built_study` (conftest: all four backbones, one `dvc repro`, shared with test_pipeline_e2e), copied here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, leftovers, load_script, make_tiny_repo, ran_stages, run_cmd, tiny_params
+from conftest import (BACKGROUND, REPO, STUDY_BACKBONES, STUDY_ENV, background_fixture, copy_study, leftovers,
+                      load_script, ran_stages, run_cmd, tiny_params)
 from globaldiff import ConfigError
 from globaldiff.backbones import REGISTRY
 from globaldiff.backbones.base import backbone_class
@@ -46,6 +48,7 @@ from globaldiff.run.backbone import BackboneTraining
 from globaldiff.run.diffusion import DiffusionTraining, Inference
 
 ENV = {"GLOBALDIFF_DEVICE": "cpu", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+assert ENV == STUDY_ENV  # the environment the shared study was built in
 RUN = ("--dataset", "custom", "--backbone", "sasrec")
 METRICS = "reports/metrics/custom/sasrec/seed{}.json"
 SCORES = "scores/custom/sasrec/seed{}"
@@ -56,12 +59,36 @@ def stage(repo: Path, script: str, *args: str, env: dict | None = None) -> str:
     return run_cmd([sys.executable, f"pipeline/{script}.py", *args], repo, {**ENV, **(env or {})})
 
 
+IN_ONE_PROCESS = """
+import importlib.util, sys
+for line in sys.argv[1:]:
+    script, *args = line.split()
+    spec = importlib.util.spec_from_file_location(f"pipeline_{script}", f"pipeline/{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.argv = [f"pipeline/{script}.py", *args]
+    print(f"--- {line}", flush=True)
+    if hasattr(module, "run_stage"):
+        module.run_stage(module.main)          # exits 1 on a ConfigError, as the script does
+    elif module.main(args) != 0:
+        sys.exit(f"{line}: failed")
+"""
+
+
+def stages_in_one_process(repo: Path, *lines: str, env: dict | None = None) -> str:
+    """Run pipeline/<script>.py <args> for each line, in turn, in one fresh process (from the repo root): one
+    torch import for them all, and each stage runs after others in the same interpreter."""
+    return run_cmd([sys.executable, "-c", IN_ONE_PROCESS, *lines], repo, {**ENV, **(env or {})})
+
+
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    """The tiny study (custom data, sasrec, seed 0) after one `dvc repro`."""
-    repo = make_tiny_repo(tmp_path_factory.mktemp("study"))
-    assert "summary" in ran_stages(run_cmd([sys.executable, "-m", "dvc", "repro"], repo, ENV))
-    return repo
+def study(built_study, tmp_path_factory) -> Path:
+    """The tiny study (custom data, sasrec among the four backbones, seed 0) after one `dvc repro` (a copy)."""
+    repo, first_repro = built_study
+    assert "summary" in ran_stages(first_repro)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["backbones"]["sasrec"] == tiny_params()["backbones"]["sasrec"]  # the sasrec runs are tiny_params'
+    return copy_study(repo, tmp_path_factory.mktemp("study") / "repo")
 
 
 def copy_inputs(study: Path, dest: Path, *folders: str, params: dict | None = None) -> Path:
@@ -78,16 +105,15 @@ def copy_inputs(study: Path, dest: Path, *folders: str, params: dict | None = No
 
 @pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_results(study, tmp_path):
-    # A second run of every stage, outside dvc, in other processes with another hash seed (set and dict
-    # order must not leak into results), against the dvc run's files.
+    # A second run of every stage, outside dvc, in another process with another hash seed (set and dict
+    # order must not leak into results), against the dvc run's files. The stages run in turn in that one
+    # process, so a stage must not depend on what ran before it in the interpreter either (global RNG
+    # state, caches), which separate fresh processes could not show.
     again = copy_inputs(study, tmp_path / "again", "pipeline", "data/custom")
-    env = {"PYTHONHASHSEED": "12345"}
-    stage(again, "download", "--dataset", "custom", env=env)
-    stage(again, "preprocess", "--dataset", "custom", env=env)
-    stage(again, "similarity", "--dataset", "custom", env=env)
-    for seed in (0, 1):
-        for script in ("train_backbone", "train_diffusion", "evaluate"):
-            stage(again, script, *RUN, "--seed", str(seed), env=env)
+    lines = ["download --dataset custom", "preprocess --dataset custom", "similarity --dataset custom"]
+    lines += [f"{script} {' '.join(RUN)} --seed {seed}"
+              for seed in (0, 1) for script in ("train_backbone", "train_diffusion", "evaluate")]
+    stages_in_one_process(again, *lines, env={"PYTHONHASHSEED": "12345"})
 
     assert (again / METRICS.format(0)).read_bytes() == (study / METRICS.format(0)).read_bytes()
     for name in ("val_logits", "val_x0", "test_logits", "test_x0"):
@@ -103,18 +129,30 @@ def test_same_seed_same_bytes_other_seed_other_results(study, tmp_path):
 
 # --- 2. idempotence ------------------------------------------------------------------------------------------
 
-DOWNSTREAM_OF_EVALUATE = {"evaluate@custom-sasrec-0", "summary"}
+EVALUATE = {f"evaluate@custom-{backbone}-0" for backbone in STUDY_BACKBONES}  # every stage that runs evaluate.py
+DOWNSTREAM_OF_EVALUATE = EVALUATE | {"summary"}
+
+
+@background_fixture("built_study")
+def touched_evaluate(tmp: Path, built_study) -> tuple[str, str, str]:
+    """On a copy of the study: pipeline/evaluate.py touched, then `dvc repro`, `dvc repro`, `dvc status` (their
+    outputs); a background job from the start of the session."""
+    repo = copy_study(built_study[0], tmp / "repo")
+    script = repo / "pipeline" / "evaluate.py"
+    script.write_text(script.read_text() + "# a comment: the script's hash changes, its behaviour does not\n")
+    def dvc(*args: str) -> str:
+        return BACKGROUND.run([sys.executable, "-m", "dvc", *args], repo, ENV)
+    return dvc("repro"), dvc("repro"), dvc("status")
 
 
 @pytest.mark.slow
-def test_touched_script_reruns_only_its_stage_and_dependants(study):
-    script = study / "pipeline" / "evaluate.py"
-    script.write_text(script.read_text() + "# a comment: the script's hash changes, its behaviour does not\n")
-    ran = ran_stages(run_cmd([sys.executable, "-m", "dvc", "repro"], study, ENV))
-    assert "evaluate@custom-sasrec-0" in ran
+def test_touched_script_reruns_only_its_stage_and_dependants(touched_evaluate):
+    first, second, status = touched_evaluate
+    ran = ran_stages(first)
+    assert EVALUATE <= ran
     assert ran <= DOWNSTREAM_OF_EVALUATE, f"upstream stages re-ran: {sorted(ran - DOWNSTREAM_OF_EVALUATE)}"
-    assert ran_stages(run_cmd([sys.executable, "-m", "dvc", "repro"], study, ENV)) == set()
-    assert "up to date" in run_cmd([sys.executable, "-m", "dvc", "status"], study, ENV)
+    assert ran_stages(second) == set()
+    assert "up to date" in status
 
 
 # --- 3. interruption -------------------------------------------------------------------------------------

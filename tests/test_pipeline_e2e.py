@@ -2,6 +2,9 @@
 
 `dvc repro` runs every stage; a second `dvc repro` runs nothing; `dvc exp run -S gamma=0.3` re-runs only
 the evaluation and summary stages (nothing is retrained).
+
+The first `dvc repro` is the session's `built_study` (conftest: built once, in the background, and shared with
+test_guarantees); this module checks its output, and each test works on its own copy of that repo.
 """
 
 from __future__ import annotations
@@ -12,31 +15,28 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tiny_repo, ran_stages as _ran, run_cmd as _run, tiny_params
+from conftest import (BACKGROUND, STUDY_BACKBONES as BACKBONES, STUDY_ENV, background_fixture, copy_study,
+                      ran_stages as _ran, run_cmd)
 
 pytestmark = pytest.mark.slow
 
-BACKBONES = ["sasrec", "bert4rec", "cbit", "srgnn"]
-TINY_MODELS = {"sasrec": {"hidden": 8}, "bert4rec": {"hidden": 8, "ffn": 16}, "cbit": {"hidden": 8, "ffn": 16, "views": 2},
-               "srgnn": {"hidden": 8}}
+
+def _run(args: list[str], cwd: Path) -> str:
+    """run_cmd in the environment the study was built in (CPU, one thread a stage)."""
+    return run_cmd(args, cwd, STUDY_ENV)
 
 
 @pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory) -> Path:
-    params = tiny_params()
-    params["study"]["backbones"] = BACKBONES
-    for name, model in TINY_MODELS.items():
-        params["backbones"][name]["model"].update(model)
-        params["backbones"][name]["train"].update({"epochs": 2, "patience": 1, "batch_size": 32})
-    return make_tiny_repo(tmp_path_factory.mktemp("tiny"), params)
+def tiny_repo(built_study, tmp_path_factory) -> Path:
+    return copy_study(built_study[0], tmp_path_factory.mktemp("tiny") / "repo")
 
 
 def metrics_of(repo: Path, backbone: str) -> dict:
     return json.loads((repo / f"reports/metrics/custom/{backbone}/seed0.json").read_text())
 
 
-def test_repro_runs_every_stage_then_nothing(tiny_repo: Path):
-    first = _ran(_run([sys.executable, "-m", "dvc", "repro"], tiny_repo))
+def test_repro_runs_every_stage_then_nothing(built_study, tiny_repo: Path):
+    first = _ran(built_study[1])  # the output of the study's first `dvc repro`; tiny_repo is a copy of its repo
     assert {"download@custom", "preprocess@custom", "similarity@custom", "summary"} <= first
     for backbone in BACKBONES:
         assert {f"{stage}@custom-{backbone}-0" for stage in ("train_backbone", "train_diffusion", "evaluate")} <= first
@@ -73,37 +73,74 @@ def test_repro_runs_every_stage_then_nothing(tiny_repo: Path):
     assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], tiny_repo)
 
 
-def test_pushed_results_pulled_elsewhere_retrain_nothing(tiny_repo: Path, tmp_path: Path):
+# The three tests below change their repo with `git commit`, `dvc push`, `dvc exp run`: each one's commands run on
+# its own copy of the study, as a background job (conftest.background_fixture) from the start of the session, and
+# the test asserts on what they printed and wrote.
+
+def _dvc(*args: str, cwd: Path) -> str:
+    return BACKGROUND.run([sys.executable, "-m", "dvc", *args], cwd, STUDY_ENV)
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return BACKGROUND.run(["git", *args], cwd)
+
+
+CBIT_MODEL = "models/custom/cbit/seed0/backbone.pt"
+
+
+@background_fixture("built_study")
+def pushed_and_pulled(tmp: Path, built_study) -> dict:
+    """repro + push on one machine (the study, committed); clone + pull on another; repro and status there."""
+    repo = copy_study(built_study[0], tmp / "repo")
+    remote, clone = tmp / "remote", tmp / "clone"
+    _dvc("remote", "add", "-d", "shared", str(remote), cwd=repo)
+    _git("add", "-A", cwd=repo)
+    _git("commit", "-qm", "tiny study", cwd=repo)
+    _dvc("push", cwd=repo)
+    _git("clone", "-q", str(repo), str(clone), cwd=tmp)
+    model_before_pull = (clone / CBIT_MODEL).exists()
+    _dvc("pull", cwd=clone)
+    return {"repo": repo, "clone": clone, "model_before_pull": model_before_pull,
+            "repro": _dvc("repro", cwd=clone), "status": _dvc("status", cwd=clone)}
+
+
+def test_pushed_results_pulled_elsewhere_retrain_nothing(pushed_and_pulled):
     """The GPU-machine workflow: repro + push there; clone + pull here; repro then runs no stage at all."""
-    remote = tmp_path / "remote"
-    _run([sys.executable, "-m", "dvc", "remote", "add", "-d", "shared", str(remote)], tiny_repo)
-    _run(["git", "add", "-A"], tiny_repo)
-    _run(["git", "commit", "-qm", "tiny study"], tiny_repo)
-    _run([sys.executable, "-m", "dvc", "push"], tiny_repo)
-    clone = tmp_path / "clone"
-    _run(["git", "clone", "-q", str(tiny_repo), str(clone)], tmp_path)
-    assert not (clone / "models/custom/cbit/seed0/backbone.pt").exists()    # git carries no model
-    _run([sys.executable, "-m", "dvc", "pull"], clone)
-    assert (clone / "models/custom/cbit/seed0/backbone.pt").read_bytes() == \
-        (tiny_repo / "models/custom/cbit/seed0/backbone.pt").read_bytes()
-    assert _ran(_run([sys.executable, "-m", "dvc", "repro"], clone)) == set()
-    assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], clone)
+    run = pushed_and_pulled
+    assert not run["model_before_pull"]    # git carries no model
+    assert (run["clone"] / CBIT_MODEL).read_bytes() == (run["repo"] / CBIT_MODEL).read_bytes()
+    assert _ran(run["repro"]) == set()
+    assert "up to date" in run["status"]
 
 
-def test_gamma_change_reruns_only_fusion(tiny_repo: Path):
-    _run(["git", "add", "-A"], tiny_repo)
-    _run(["git", "commit", "-qm", "tiny study", "--allow-empty"], tiny_repo)
-    before = json.loads((tiny_repo / "reports/metrics/custom/sasrec/seed0.json").read_text())
-    output = _run([sys.executable, "-m", "dvc", "exp", "run", "-S", "gamma=0.3"], tiny_repo)
+@background_fixture("built_study")
+def gamma_changed(tmp: Path, built_study) -> dict:
+    """The study committed, then `dvc exp run -S gamma=0.3`; sasrec's metrics before and after."""
+    repo = copy_study(built_study[0], tmp / "repo")
+    _git("add", "-A", cwd=repo)
+    _git("commit", "-qm", "tiny study", "--allow-empty", cwd=repo)
+    before = metrics_of(repo, "sasrec")
+    output = _dvc("exp", "run", "-S", "gamma=0.3", cwd=repo)
+    return {"output": output, "before": before, "after": metrics_of(repo, "sasrec")}
+
+
+def test_gamma_change_reruns_only_fusion(gamma_changed):
+    output, before, after = gamma_changed["output"], gamma_changed["before"], gamma_changed["after"]
     assert _ran(output) == {f"evaluate@custom-{b}-0" for b in BACKBONES} | {"summary"}
-    after = json.loads((tiny_repo / "reports/metrics/custom/sasrec/seed0.json").read_text())
     assert after["gamma"] == 0.3 and before["gamma"] == 0.5
     assert after["test"]["backbone"] == before["test"]["backbone"]
 
 
-def test_figures_runs_left_out_rerun_only_the_summary(tiny_repo: Path):
+@background_fixture("built_study")
+def figures_runs_left_out(tmp: Path, built_study) -> dict:
+    """The study committed (`dvc exp run` needs a commit), then the exp run that leaves out ablations and longterm."""
+    repo = copy_study(built_study[0], tmp / "repo")
+    _git("add", "-A", cwd=repo)
+    _git("commit", "-qm", "tiny study", cwd=repo)
+    return {"repo": repo, "output": _dvc("exp", "run", "-S", "ablations.run=[]", "-S", "longterm.seeds=[]", cwd=repo)}
+
+
+def test_figures_runs_left_out_rerun_only_the_summary(figures_runs_left_out):
     """README's way to run Table 2 without the long-term and ablation stages."""
-    output = _run([sys.executable, "-m", "dvc", "exp", "run", "-S", "ablations.run=[]", "-S", "longterm.seeds=[]"],
-                  tiny_repo)
-    assert _ran(output) == {"summary"}
-    assert (tiny_repo / "reports/tables/table2.md").stat().st_size > 0
+    assert _ran(figures_runs_left_out["output"]) == {"summary"}
+    assert (figures_runs_left_out["repo"] / "reports/tables/table2.md").stat().st_size > 0

@@ -405,7 +405,9 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, kind: str, 
                     if i.compress_type not in ZIP_METHODS:
                         raise DownloadError(f"{archive.name}: member {i.filename!r} uses compression method "
                                             f"{i.compress_type}, not one of stored/deflate/bzip2/lzma; refused")
-                members = [(i.filename, i.is_dir(), stat.S_ISLNK(i.external_attr >> 16), i.file_size,
+                # endswith, not ZipInfo.is_dir(): that raises IndexError on an empty name, which
+                # _safe_member refuses with the project's message
+                members = [(i.filename, i.filename.endswith("/"), stat.S_ISLNK(i.external_attr >> 16), i.file_size,
                             lambda i=i: zf.open(i)) for i in zf.infolist()]
                 written = _extract_members(archive, dest_dir, members, "a symlink", soft_limit, max_ratio, hard_limit)
         elif kind == "tar":
