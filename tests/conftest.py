@@ -90,6 +90,18 @@ class LocalServer:
 
 
 @pytest.fixture
+def one_thread():
+    """torch at one intra-op thread for the test (restored after): tiny models gain nothing from a second thread,
+    which only contends with the tiny study that conftest builds in the background."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def server(tmp_path_factory):
     srv = LocalServer(tmp_path_factory.mktemp("served"))
     try:

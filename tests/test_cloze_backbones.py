@@ -17,13 +17,7 @@ M, L, D = 9, 5, 16
 WINDOWS = torch.tensor([[0, 0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 1], [0, 0, 0, 2, 4, 6], [3, 5, 7, 9, 2, 4]])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: extra intra-op threads only contend with whatever else runs on the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: conftest.one_thread
 
 
 def model(name: str, **kw):

@@ -17,13 +17,7 @@ from globaldiff.diffusion.schedule import (DiffusionSchedule, diffusion_loss, po
                                   reverse)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: extra intra-op threads only contend with whatever else runs on the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: conftest.one_thread
 
 
 def linspace(a, b, n):

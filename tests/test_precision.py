@@ -14,13 +14,7 @@ from globaldiff.data.windows import evaluation_sets, sliding_windows
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: extra intra-op threads only contend with whatever else runs on the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: conftest.one_thread
 
 
 def test_autocast_dtype_follows_the_param_not_the_device():
