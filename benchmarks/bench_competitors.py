@@ -19,6 +19,7 @@ import argparse
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,6 +37,22 @@ from globaldiff.run.device import adam, keep_freed_memory, seed_everything  # no
 
 COMPETITORS = ["gru4rec", "caser", "lightsans", "cl4srec", "duorec", "actsr", "diffurec"]
 BUDGET_S = 600          # issue 17: at most 10 minutes per (model, seed) on this CPU
+
+
+@dataclass
+class Run:
+    """One backbone ready to train: its model, optimiser, training windows and order, params train options."""
+    name: str
+    model: torch.nn.Module
+    optim: torch.optim.Optimizer
+    windows: torch.Tensor
+    order: torch.Tensor
+    train: dict
+    generator: torch.Generator
+
+    def step_time(self, steps: int) -> tuple[float, float]:
+        return step_time(self.model, self.optim, self.windows, self.order, self.train["batch_size"], steps,
+                         self.generator)
 
 
 def step_time(model, optim, windows: torch.Tensor, order: torch.Tensor, batch: int, steps: int,
@@ -78,39 +95,40 @@ def main() -> None:
         windows = sliding_windows(split.train, max_len + 1, train["stride"])
         model.prepare_training(windows)
         optim = adam(model.parameters(), train["lr"], train.get("weight_decay", 0.0), torch.device("cpu"))
-        order = torch.randperm(len(windows), generator=generator)
-        step_time(model, optim, windows, order, train["batch_size"], 1, generator)          # warm-up
-        runs.append((name, model, optim, windows, order, train, generator))
+        run = Run(name, model, optim, windows, torch.randperm(len(windows), generator=generator), train, generator)
+        run.step_time(1)                                                                     # warm-up
+        runs.append(run)
 
-    sasrec_windows = next((w for n, _, _, w, _, t, _ in runs if n == "sasrec"), None)
-    if sasrec_windows is not None:
-        order = torch.randperm(len(sasrec_windows), generator=torch.Generator().manual_seed(0))
-        targets = sasrec_windows[order[: 20 * 256], -1].view(20, 256)
+    sasrec = next((run for run in runs if run.name == "sasrec"), None)
+    if sasrec is not None:
+        order = torch.randperm(len(sasrec.windows), generator=torch.Generator().manual_seed(0))
+        targets = sasrec.windows[order[: 20 * 256], -1].view(20, 256)
         shared = ((targets[:, :, None] == targets[:, None, :]).sum(-1) > 1).float().mean().item()
         print(f"windows sharing their target with another of the same batch of 256: {shared:.1%} (20 batches, "
               f"stride-10 windows)")
 
-    wall = {name: float("inf") for name, *_ in runs}
+    wall = {run.name: float("inf") for run in runs}
     cpu = dict(wall)
     for _ in range(args.repeat):
-        for name, model, optim, windows, order, train, generator in runs:
-            w, c = step_time(model, optim, windows, order, train["batch_size"], args.steps, generator)
-            wall[name], cpu[name] = min(wall[name], w), min(cpu[name], c)
+        for run in runs:
+            w, c = run.step_time(args.steps)
+            wall[run.name], cpu[run.name] = min(wall[run.name], w), min(cpu[run.name], c)
 
-    first = runs[0][0]
+    first = runs[0].name
     print(f"\n| backbone | stride | windows | steps/epoch | s/step | CPU s/step | x {first} (CPU) | epoch (s) "
           f"| val pass (s) | ceiling: epochs x (epoch + val) | epochs in {BUDGET_S // 60} min |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, model, optim, windows, order, train, generator in runs:
-        steps = -(-len(windows) // train["batch_size"])
+    for run in runs:
+        name, train = run.name, run.train
+        steps = -(-len(run.windows) // train["batch_size"])
         start = time.perf_counter()
         with torch.no_grad():
-            backbone_outputs(model, val.windows, 1024, torch.device("cpu"))
+            backbone_outputs(run.model, val.windows, 1024, torch.device("cpu"))
         val_pass = time.perf_counter() - start
         epoch = wall[name] * steps
         ceiling = train["epochs"] * (epoch + val_pass)
         fits = int(BUDGET_S // (epoch + val_pass))
-        print(f"| {name} | {train['stride']} | {len(windows):,} | {steps:,} | {wall[name]:.3f} | {cpu[name]:.3f} "
+        print(f"| {name} | {train['stride']} | {len(run.windows):,} | {steps:,} | {wall[name]:.3f} | {cpu[name]:.3f} "
               f"| {cpu[name] / cpu[first]:.2f} | {epoch:.0f} | {val_pass:.1f} | {ceiling / 60:.0f} min "
               f"({train['epochs']} epochs) | {fits} |", flush=True)
 
