@@ -1,25 +1,24 @@
-"""Stage evaluate: Borda fusion at `gamma` (eq. 8) and full-ranking HR/NDCG from the cached score matrices,
-for the diffusion model and for each control (controls.py) in its place.
-No training happens here, so `dvc exp run -S gamma=0.3` re-runs only this stage and the summary."""
+"""Stage evaluate: Borda fusion at `gamma` (eq. 8) and full-ranking HR/NDCG, from the opinions stage's gamma-free
+terms, for the diffusion model and for each control (controls.py) in its place.
+No training and no sort happens here, so `dvc exp run -S gamma=0.3` re-runs only this stage and the summary."""
 
 from globaldiff import paths
 from globaldiff.cli import run_stage, stage_args
-from globaldiff.data.sequences import read_split
-from globaldiff.ranking.evaluation import evaluate_run
-from globaldiff.io import atomic_path, load_npy, load_torch, save_npy, write_json
 from globaldiff.config.params import load_params
-from globaldiff.diffusion.similarity import ItemSimilarity
+from globaldiff.data.sequences import read_split
+from globaldiff.io import atomic_path, load_npy, save_npy, write_json
+from globaldiff.ranking.evaluation import PARTS, fuse_run, opinion_names
 
 
 def main() -> None:
     args = stage_args("dataset", "backbone", "seed")
     params = load_params(args.params)
     split = read_split(paths.processed(args.dataset), "loo")
-    folder = paths.scores_dir(args.dataset, args.backbone, args.seed)
-    scores = {f"{part}_{kind}": load_npy(folder / f"{part}_{kind}.npy") for part in ("val", "test") for kind in ("logits", "x0")}
-    similarity_file = paths.similarity(args.dataset)
-    similarity = ItemSimilarity.from_state_dict(load_torch(similarity_file), str(similarity_file), split.num_items)
-    metrics, ranks = evaluate_run(params, split, scores, similarity, args.seed)
+    folder = paths.opinions_dir(args.dataset, args.backbone, args.seed)
+    names = [f"{part}_{name}" for part in PARTS for name in opinion_names(params, part)]
+    names += [f"{part}_ranks_{model}" for part in PARTS for model in ("backbone", "diffusion")]
+    opinions = {name: load_npy(folder / f"{name}.npy") for name in names}
+    metrics, ranks = fuse_run(params, split, opinions, str(folder))
     with atomic_path(paths.ranks_dir(args.dataset, args.backbone, args.seed)) as tmp:
         tmp.mkdir(parents=True)
         for model, values in ranks.items():

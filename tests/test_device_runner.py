@@ -357,7 +357,7 @@ def test_runner_end_to_end_on_the_tiny_study_with_the_paper_scale_profile(tmp_pa
     assert yaml.safe_load((out / "params.yaml").read_text()) == params
     t = timings(out)
     expected = ["download@custom", "preprocess@custom", "similarity@custom", "train_backbone@custom-cbit-0",
-                "train_diffusion@custom-cbit-0", "evaluate@custom-cbit-0", "fusion_sweep@custom-cbit-0", "summary"]
+                "train_diffusion@custom-cbit-0", "opinions@custom-cbit-0", "evaluate@custom-cbit-0", "fusion_sweep@custom-cbit-0", "summary"]
     assert list(t) == expected and {r["status"] for r in t.values()} == {"ok"}
     plan = planner.Plan(yaml.safe_load((root / "dvc.yaml").read_text()), params)
     for name in expected:                       # every stage started after each of its upstream stages ended

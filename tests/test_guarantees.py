@@ -111,7 +111,7 @@ def test_same_seed_same_bytes_other_seed_other_results(study, tmp_path):
     again = copy_inputs(study, tmp_path / "again", "pipeline", "data/custom")
     lines = ["download --dataset custom", "preprocess --dataset custom", "similarity --dataset custom"]
     lines += [f"{script} {' '.join(RUN)} --seed {seed}"
-              for seed in (0, 1) for script in ("train_backbone", "train_diffusion", "evaluate")]
+              for seed in (0, 1) for script in ("train_backbone", "train_diffusion", "opinions", "evaluate")]
     stages_in_one_process(again, *lines, env={"PYTHONHASHSEED": "12345"})
 
     assert (again / METRICS.format(0)).read_bytes() == (study / METRICS.format(0)).read_bytes()
@@ -359,7 +359,7 @@ def test_bad_values_are_named(committed, dotted, value, words):
 STAGES = {  # stage -> its arguments (as in dvc.yaml)
     "download": ["--dataset", "custom"], "preprocess": ["--dataset", "custom"], "similarity": ["--dataset", "custom"],
     "train_backbone": [*RUN, "--seed", "0"], "train_diffusion": [*RUN, "--seed", "0"],
-    "evaluate": [*RUN, "--seed", "0"], "summary": [],
+    "opinions": [*RUN, "--seed", "0"], "evaluate": [*RUN, "--seed", "0"], "summary": [],
 }
 
 

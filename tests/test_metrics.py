@@ -161,3 +161,65 @@ def test_fused_validation_caches_the_backbone_and_equals_evaluate_all(exclude):
         x0 = torch.rand(x0_hat.shape, generator=torch.Generator().manual_seed(seed))
         for gamma, norm in ((0.5, "l1"), (0.2, "softmax")):
             assert validation.metrics(x0, gamma, norm) == evaluate_all(logits, x0, evalset, gamma, norm, exclude)
+
+
+def _history_evalset(n: int, m: int, seed: int):
+    logits, x0_hat, evalset = _evalset(n=n, m=m, seed=seed)
+    histories = [np.unique(np.append(w.numpy(), [1, 2])) for w in evalset.windows]
+    return logits, x0_hat, SimpleNamespace(windows=evalset.windows, targets=evalset.targets, histories=histories)
+
+
+@pytest.mark.parametrize("exclude", ["window", "history"])
+def test_halves_saved_and_fused_later_equal_one_pass_at_every_gamma(exclude, tmp_path):
+    """The opinions stage's halves, written to .npy and read back by evaluate, rank exactly as the one-pass fusion,
+    and rounding ties (scores on a coarse grid) fall the same way: gamma only weighs two saved terms."""
+    from globaldiff.io import load_npy, save_npy
+    from globaldiff.ranking.fused import fused_ranks, opinion_halves, user_ranks
+
+    logits, x0, evalset = _history_evalset(n=19, m=12, seed=6)
+    x0 = (x0 * 4).round() / 4                                   # many ties among x0_hat's scores
+    control = torch.rand(x0.shape, generator=torch.Generator().manual_seed(8))
+    halves, alone = opinion_halves(logits, {"diffusion": x0, "noise": control}, evalset, "l1", exclude, chunk=7)
+    assert set(halves) == {"backbone", "diffusion", "noise"} and set(alone) == {"backbone", "diffusion"}
+    assert all(h.dtype == np.float32 and h.shape == tuple(x0.shape) for h in halves.values())
+    for name, half in halves.items():
+        save_npy(tmp_path / f"{name}.npy", half)
+    saved = {name: load_npy(tmp_path / f"{name}.npy") for name in halves}
+    for gamma in (0.0, 0.3, 0.5, 1.0):
+        later = fused_ranks(saved, evalset, gamma, exclude, chunk=4)
+        once = user_ranks(logits, x0, evalset, gamma, "l1", exclude, {"noise": control}, chunk=19)
+        assert set(later) == {"fusion", "fusion_noise"}
+        for name in later:
+            np.testing.assert_array_equal(later[name], once[name])
+        for name in alone:
+            np.testing.assert_array_equal(alone[name], once[name])
+
+
+def test_sweep_validation_and_evaluation_fuse_to_the_same_ranks():
+    """The fusion sweep's grid, train_diffusion's validation and the evaluate stage all go through fuse_halves:
+    at the same (norm, gamma) they give the same per-user ranks, not merely close metrics."""
+    from globaldiff.ranking.fused import FusedValidation, fused_ranks, opinion_halves
+    from globaldiff.ranking.metrics import summarise
+    from globaldiff.ranking.sweep import fusion_grid_ranks
+
+    logits, x0, evalset = _history_evalset(n=17, m=11, seed=9)
+    gammas, norms = (0.0, 0.25, 0.5, 0.9), ("softmax", "l1", "l2")
+    grid = fusion_grid_ranks(logits, x0, evalset, gammas, norms, "window", chunk=6)
+    validation = FusedValidation(logits, evalset, "window", chunk=5)
+    for norm in norms:
+        halves, _ = opinion_halves(logits, {"diffusion": x0}, evalset, norm, "window", chunk=8)
+        for gamma in gammas:
+            evaluated = fused_ranks(halves, evalset, gamma, "window", chunk=3)["fusion"]
+            np.testing.assert_array_equal(grid[(norm, gamma)], evaluated)
+            assert validation.metrics(x0, gamma, norm)["fusion"] == summarise(evaluated)
+
+
+def test_fuse_halves_is_eq8_by_hand():
+    from globaldiff.ranking.ensemble import borda_half, fuse_halves
+
+    y, x = torch.tensor([[0.0, 0.5, 0.3, 0.2]]), torch.tensor([[0.0, 0.1, 0.2, 0.7]])
+    np.testing.assert_allclose(borda_half(y).numpy(), [[0.0, 1.5, 0.6, 0.2]], rtol=1e-6)   # r(y) = 3, 2, 1
+    np.testing.assert_allclose(borda_half(x).numpy(), [[0.0, 0.1, 0.4, 2.1]], rtol=1e-6)   # r(x) = 1, 2, 3
+    np.testing.assert_allclose(fuse_halves(borda_half(y), borda_half(x), 0.25).numpy(),
+                               [[0.0, 0.25 * 1.5 + 0.75 * 0.1, 0.25 * 0.6 + 0.75 * 0.4, 0.25 * 0.2 + 0.75 * 2.1]],
+                               rtol=1e-6)

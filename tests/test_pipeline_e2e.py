@@ -39,7 +39,7 @@ def test_repro_runs_every_stage_then_nothing(built_study, tiny_repo: Path):
     first = _ran(built_study[1])  # the output of the study's first `dvc repro`; tiny_repo is a copy of its repo
     assert {"download@custom", "preprocess@custom", "similarity@custom", "summary"} <= first
     for backbone in BACKBONES:
-        assert {f"{stage}@custom-{backbone}-0" for stage in ("train_backbone", "train_diffusion", "evaluate")} <= first
+        assert {f"{stage}@custom-{backbone}-0" for stage in ("train_backbone", "train_diffusion", "opinions", "evaluate")} <= first
         metrics = json.loads((tiny_repo / f"reports/metrics/custom/{backbone}/seed0.json").read_text())
         controls = ("fusion_propagated", "fusion_popularity", "fusion_random")
         for part, models in (("val", ()), ("test", controls)):

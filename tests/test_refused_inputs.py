@@ -1,7 +1,8 @@
 """Bad inputs a hostile-input probe once got through, each now refused by the stage that reads it: one `error:`
 line naming the file (or key, URL) and what was expected, and no output or metric left behind.
 
-1. NaN/inf in a score matrix (written by train_diffusion, read by evaluate and fusion_sweep);
+1. NaN/inf in a score matrix (written by train_diffusion, read by opinions and fusion_sweep) or in the opinions
+   stage's arrays (read by evaluate), and those arrays misshaped or missing;
 2. NaN weights in a checkpoint;
 3. an edit to a custom dataset's local file (the download stage depends on data/custom; a changed file is
    refused until its new checksum is recorded, as the message says);
@@ -54,6 +55,7 @@ SCORES = Path("scores/custom/sasrec/seed0")
 MODEL = Path("models/custom/sasrec/seed0")
 STAGE_OUTPUTS = {  # what each model-side stage writes: none of it may exist after a refusal
     "train_diffusion": [SCORES, MODEL / "diffusion.pt", MODEL / "diffusion_curve.csv"],
+    "opinions": [Path("opinions")],
     "evaluate": [Path("ranks"), Path("reports")],
     "fusion_sweep": [Path("sweeps")],
 }
@@ -135,12 +137,47 @@ def poison(path: Path, value: float = float("nan")) -> None:
 # --- 1. non-finite score matrices -------------------------------------------------------------------------------
 
 def test_finite_scores_evaluate_then_nan_is_refused(work, monkeypatch, capsys):
-    assert stage("evaluate", RUN, monkeypatch, capsys)[0] == 0          # the control: finite matrices evaluate
-    for folder in ("ranks", "reports"):
+    assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0          # the control: finite matrices evaluate
+    assert stage("evaluate", RUN, monkeypatch, capsys)[0] == 0
+    for folder in ("opinions", "ranks", "reports"):
         shutil.rmtree(work / folder)
     poison(work / SCORES / "test_x0.npy")
-    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    rc, err = stage("opinions", RUN, monkeypatch, capsys)
     refused(rc, err, f"{SCORES / 'test_x0.npy'}: holds 1 NaN or inf value(s)", "first at index (1, 2)")
+    nothing_written("opinions", work)
+
+
+OPINIONS = Path("opinions/custom/sasrec/seed0")
+
+
+@pytest.mark.parametrize("name", ["test_diffusion", "val_backbone", "test_random"])
+def test_evaluate_refuses_non_finite_opinions(work, monkeypatch, capsys, name):
+    assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0
+    poison(work / OPINIONS / f"{name}.npy", float("inf"))
+    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    refused(rc, err, f"{OPINIONS / name}.npy: holds 1 NaN or inf value(s)", "first at index (1, 2)")
+    nothing_written("evaluate", work)
+
+
+@pytest.mark.parametrize("name, array, words", [
+    ("test_diffusion", np.zeros((3, 4), dtype=np.float32), "test_diffusion does not fit"),
+    ("val_backbone", None, "val_backbone does not fit"),              # float64: not what the opinions stage writes
+    ("test_ranks_backbone", np.ones(2, dtype=np.int64), "test_ranks_backbone does not fit"),
+], ids=["shape", "dtype", "ranks"])
+def test_evaluate_refuses_opinions_that_do_not_fit(work, monkeypatch, capsys, name, array, words):
+    assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0
+    path = work / OPINIONS / f"{name}.npy"
+    np.save(path, np.load(path).astype(np.float64) if array is None else array, allow_pickle=False)
+    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    refused(rc, err, f"{OPINIONS}: {words}", "re-run the opinions stage")
+    nothing_written("evaluate", work)
+
+
+def test_evaluate_names_a_missing_opinion(work, monkeypatch, capsys):
+    assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0
+    (work / OPINIONS / "test_propagated.npy").unlink()
+    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    refused(rc, err, f"{OPINIONS / 'test_propagated.npy'}: file not found")
     nothing_written("evaluate", work)
 
 
@@ -557,10 +594,10 @@ def test_checkpoint_without_a_fitting_state_dict(work, monkeypatch, capsys, edit
 ], ids=["no-keys", "not-square", "integer", "assign-out-of-range", "float-indices", "other-dataset"])
 def test_malformed_similarity_file(work, monkeypatch, capsys, state, words):
     torch.save(state, work / "models/custom/similarity.pt")
-    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    rc, err = stage("opinions", RUN, monkeypatch, capsys)
     refused(rc, err, f"models/custom/similarity.pt: not a saved item similarity ({words}",
             "re-run the similarity stage")
-    nothing_written("evaluate", work)
+    nothing_written("opinions", work)
 
 
 def test_saved_similarity_round_trips():

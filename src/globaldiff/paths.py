@@ -21,6 +21,11 @@ def scores_dir(dataset: str, backbone: str, seed: int) -> Path:
     return Path("scores") / dataset / backbone / f"seed{seed}"
 
 
+def opinions_dir(dataset: str, backbone: str, seed: int) -> Path:
+    """One run's gamma-free part of eq. (8) (opinions stage): <part>_<opinion>.npy, <part>_ranks_<model>.npy."""
+    return Path("opinions") / dataset / backbone / f"seed{seed}"
+
+
 def metrics_file(dataset: str, backbone: str, seed: int) -> Path:
     return Path("reports/metrics") / dataset / backbone / f"seed{seed}.json"
 

@@ -10,7 +10,7 @@
 #        a smoke step of each backbone on CUDA at the committed sizes (fp32 and bf16), and of the MLP and U-Net
 #        denoisers on each backbone's guidance                                                  (<= 60 s)
 #     b. the SASRec seed-0 chain exactly as dvc.yaml's commands, in dvc's order, each stage timed
-#        (download, preprocess, similarity, train_backbone, train_diffusion, evaluate @ ml-1m sasrec 0), then
+#        (download, preprocess, similarity, train_backbone, train_diffusion, opinions, evaluate @ ml-1m sasrec 0), then
 #        its outputs against dvc.lock (data stages: byte-identical expected) and the test metrics against the
 #        committed CPU run (a difference is a finding, not a failure)
 #   part 2 (c), about 7 min:       run(command="bash tools/device/device_check.sh 2", timeout_s=420)

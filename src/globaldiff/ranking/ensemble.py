@@ -88,34 +88,47 @@ def check_gamma(gamma: float) -> None:
         raise ValueError(f"gamma = {gamma}: expected a value in [0, 1]")
 
 
+def borda_half(x: torch.Tensor) -> torch.Tensor:
+    """One opinion's term of eq. (8) before its weight: r(x_i) * x_i for a normalised score vector x (excluded
+    items, 0 after the normalisation, stay 0). It does not depend on gamma, so it can be computed once."""
+    return borda_ranks(x) * x
+
+
+def fuse_halves(backbone: torch.Tensor, second: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Eq. (8) from the two opinions' borda_half terms: gamma * r(y) y + (1 - gamma) * r(x) x. Every fusion of
+    the study (validation, evaluation, the sweep) goes through this one expression, so they agree to the bit."""
+    check_gamma(gamma)
+    return gamma * backbone + (1.0 - gamma) * second
+
+
 def borda_fusion(y: torch.Tensor, x0: torch.Tensor, gamma: float) -> torch.Tensor:
     """Eq. (8): score(i) = gamma * r(y_i) * y_i + (1 - gamma) * r(x_i) * x_i, for normalised y and x0_hat."""
     check_gamma(gamma)
-    return gamma * borda_ranks(y) * y + (1.0 - gamma) * borda_ranks(x0) * x0
+    return fuse_halves(borda_half(y), borda_half(x0), gamma)
+
+
+def opinion_half(scores: torch.Tensor, mask: torch.Tensor, norm: str) -> torch.Tensor:
+    """A second opinion's borda_half: its scores with the excluded items masked, normalised by `norm`."""
+    return borda_half(normalise(scores.masked_fill(mask, float("-inf")), norm))
 
 
 class BackboneOpinion:
-    """The backbone's half of eq. (8) for a batch of users: the exclusion-masked softmax y and its Borda
-    ranks r(y), computed once and fused with any number of second opinions (x0_hat, the controls), each
-    normalised and ranked once (`second`) and fused at any number of gammas (`combine`)."""
+    """The backbone's half of eq. (8) for a batch of users, r(y) y of the exclusion-masked softmax y, computed
+    once and fused with any number of second opinions (x0_hat, the controls), each prepared once (`second`) and
+    fused at any number of gammas (`combine`)."""
 
     def __init__(self, logits: torch.Tensor, mask: torch.Tensor):
         self.mask = mask.to(logits.device)
-        self.y = normalise(logits.masked_fill(self.mask, float("-inf")), "softmax")
-        self.ranks = borda_ranks(self.y)
+        self.half = opinion_half(logits, self.mask, "softmax")
 
-    def second(self, scores: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, r(x)): a second opinion's exclusion-masked scores normalised by `norm`, and their Borda ranks;
-        what eq. (8) needs of it whatever gamma."""
-        x = normalise(scores.masked_fill(self.mask, float("-inf")), norm)
-        return x, borda_ranks(x)
+    def second(self, scores: torch.Tensor, norm: str) -> torch.Tensor:
+        """A second opinion's half r(x) x (opinion_half, with this batch's exclusions): what eq. (8) needs of
+        it whatever gamma."""
+        return opinion_half(scores, self.mask, norm)
 
-    def combine(self, second: tuple[torch.Tensor, torch.Tensor], gamma: float) -> torch.Tensor:
-        """Eq. (8) at `gamma` with a prepared second opinion (x, r(x)); excluded items end at -inf."""
-        check_gamma(gamma)
-        x, ranks = second
-        fused = gamma * self.ranks * self.y + (1.0 - gamma) * ranks * x
-        return fused.masked_fill(self.mask, float("-inf"))
+    def combine(self, second: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Eq. (8) at `gamma` with a prepared second opinion's half; excluded items end at -inf."""
+        return fuse_halves(self.half, second, gamma).masked_fill(self.mask, float("-inf"))
 
     def fuse(self, second: torch.Tensor, gamma: float, norm: str) -> torch.Tensor:
         """Eq. (8) with `second` normalised by `norm`; excluded items end at -inf."""

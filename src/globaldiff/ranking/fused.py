@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from globaldiff.ranking.ensemble import BackboneOpinion
+from globaldiff.ranking.ensemble import BackboneOpinion, fuse_halves
 from globaldiff.ranking.metrics import exclusion_mask, masked_ranks, summarise
 
 
@@ -22,35 +22,73 @@ class UserChunk:
     backbone: BackboneOpinion
 
 
-def user_chunks(logits: torch.Tensor, evalset, exclude: str, chunk: int = 2048) -> Iterator[UserChunk]:
-    """The users of `evalset` in chunks of `chunk`, each with what does not depend on the second opinion."""
-    num_items = logits.shape[1] - 1
+def chunk_masks(num_items: int, evalset, exclude: str, chunk: int = 2048) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """(rows, exclusion mask, targets) of the users of `evalset`, in chunks of `chunk`."""
     for start in range(0, len(evalset.targets), chunk):
         rows = slice(start, start + chunk)
         histories = evalset.histories[rows] if evalset.histories is not None else None
-        mask = exclusion_mask(num_items, evalset.windows[rows], histories, mode=exclude)
-        yield UserChunk(rows, mask, evalset.targets[rows], BackboneOpinion(logits[rows], mask))
+        yield rows, exclusion_mask(num_items, evalset.windows[rows], histories, mode=exclude), evalset.targets[rows]
+
+
+def user_chunks(logits: torch.Tensor, evalset, exclude: str, chunk: int = 2048) -> Iterator[UserChunk]:
+    """The users of `evalset` in chunks of `chunk`, each with what does not depend on the second opinion."""
+    for rows, mask, targets in chunk_masks(logits.shape[1] - 1, evalset, exclude, chunk):
+        yield UserChunk(rows, mask, targets, BackboneOpinion(logits[rows], mask))
+
+
+def fused_name(second: str) -> str:
+    """The name of the backbone's fusion with a second opinion: 'fusion' with x0_hat, 'fusion_<control>'."""
+    return "fusion" if second == "diffusion" else f"fusion_{second}"
+
+
+def opinion_halves(logits: torch.Tensor, seconds: dict[str, torch.Tensor], evalset, norm: str, exclude: str,
+                   chunk: int = 2048) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """What eq. (8) needs of each opinion whatever gamma, and the ranks that do not depend on it: (halves, alone).
+
+    halves: 'backbone' -> r(y) y of the masked softmax, and each second opinion {name: scores} -> r(x) x of its
+    masked scores normalised by `norm`, float32 [users, M+1] (excluded items 0); alone: each user's target rank
+    under the backbone alone and, when a second opinion is named 'diffusion', under x0_hat alone. The sorts (Borda
+    ranks) are all here, so fused_ranks at any gamma is one weighted sum and one count per opinion."""
+    halves: dict[str, list[np.ndarray]] = {}
+    alone: dict[str, list[np.ndarray]] = {}
+    for c in user_chunks(logits, evalset, exclude, chunk):
+        halves.setdefault("backbone", []).append(c.backbone.half.cpu().numpy())
+        alone.setdefault("backbone", []).append(masked_ranks(logits[c.rows], c.mask, c.targets))
+        for name, scores in seconds.items():
+            halves.setdefault(name, []).append(c.backbone.second(scores[c.rows], norm).cpu().numpy())
+            if name == "diffusion":
+                alone.setdefault(name, []).append(masked_ranks(scores[c.rows], c.mask, c.targets))
+    return ({name: np.concatenate(parts) for name, parts in halves.items()},
+            {name: np.concatenate(parts) for name, parts in alone.items()})
+
+
+def fused_ranks(halves: dict[str, np.ndarray], evalset, gamma: float, exclude: str,
+                chunk: int = 2048) -> dict[str, np.ndarray]:
+    """Each user's 1-based target rank under eq. (8) at `gamma`, the backbone's half fused with each second
+    opinion's (opinion_halves): {fused_name(name): ranks}. Excluded items never rank; an excluded target gets
+    int64 max (never a hit)."""
+    backbone = torch.from_numpy(halves["backbone"])
+    seconds = {name: torch.from_numpy(half) for name, half in halves.items() if name != "backbone"}
+    parts: dict[str, list[np.ndarray]] = {}
+    for rows, mask, targets in chunk_masks(backbone.shape[1] - 1, evalset, exclude, chunk):
+        for name, half in seconds.items():
+            fused = fuse_halves(backbone[rows], half[rows], gamma).masked_fill(mask, float("-inf"))
+            parts.setdefault(fused_name(name), []).append(masked_ranks(fused, mask, targets))
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
 def user_ranks(logits: torch.Tensor, x0_hat: torch.Tensor, evalset, gamma: float, norm: str, exclude: str,
                controls: dict[str, torch.Tensor] | None = None, chunk: int = 2048) -> dict[str, np.ndarray]:
     """Each user's 1-based rank of the held-out item under the backbone, the diffusion model and their eq. (8)
     fusion, and the fusion with each control {name: scores} as 'fusion_<name>' (an excluded target gets
-    int64 max: never a hit).
+    int64 max: never a hit): opinion_halves, then fused_ranks, as the opinions and evaluate stages do.
 
-    Users go in chunks of `chunk`, so the masks and fused scores held at once are O(chunk x M) whatever the
-    number of users. Counting the items scored above the target gives the exact rank for every K at the cost
-    of one pass over the scores, as a top-K would, with ties broken by item id.
+    Users go in chunks of `chunk`, so the masks and fused scores held at once are O(chunk x M) on top of the
+    halves. Counting the items scored above the target gives the exact rank for every K at the cost of one pass
+    over the scores, as a top-K would, with ties broken by item id.
     """
-    parts: dict[str, list[np.ndarray]] = {}
-    for c in user_chunks(logits, evalset, exclude, chunk):
-        scores = {"backbone": logits[c.rows], "diffusion": x0_hat[c.rows],
-                  "fusion": c.backbone.fuse(x0_hat[c.rows], gamma, norm)}
-        for name, second in (controls or {}).items():
-            scores[f"fusion_{name}"] = c.backbone.fuse(second[c.rows], gamma, norm)
-        for name, matrix in scores.items():
-            parts.setdefault(name, []).append(masked_ranks(matrix, c.mask, c.targets))
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    halves, alone = opinion_halves(logits, {"diffusion": x0_hat, **(controls or {})}, evalset, norm, exclude, chunk)
+    return {**alone, **fused_ranks(halves, evalset, gamma, exclude, chunk)}
 
 
 def evaluate_all(logits: torch.Tensor, x0_hat: torch.Tensor, evalset, gamma: float, norm: str,
