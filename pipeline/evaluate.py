@@ -7,7 +7,7 @@ from globaldiff.cli import run_stage, stage_args
 from globaldiff.config.params import load_params
 from globaldiff.data.sequences import read_split
 from globaldiff.io import atomic_path, load_npy, save_npy, write_json
-from globaldiff.ranking.evaluation import PARTS, fuse_run, opinion_names
+from globaldiff.ranking.evaluation import fuse_run, opinion_keys
 
 
 def main() -> None:
@@ -15,9 +15,7 @@ def main() -> None:
     params = load_params(args.params)
     split = read_split(paths.processed(args.dataset), "loo")
     folder = paths.opinions_dir(args.dataset, args.backbone, args.seed)
-    names = [f"{part}_{name}" for part in PARTS for name in opinion_names(params, part)]
-    names += [f"{part}_ranks_{model}" for part in PARTS for model in ("backbone", "diffusion")]
-    opinions = {name: load_npy(folder / f"{name}.npy") for name in names}
+    opinions = {name: load_npy(folder / f"{name}.npy") for name in opinion_keys(params)}
     metrics, ranks = fuse_run(params, split, opinions, str(folder))
     with atomic_path(paths.ranks_dir(args.dataset, args.backbone, args.seed)) as tmp:
         tmp.mkdir(parents=True)

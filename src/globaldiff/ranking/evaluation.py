@@ -22,12 +22,19 @@ from globaldiff.data.windows import evaluation_sets
 from globaldiff.run.device import keep_freed_memory
 
 PARTS = ("val", "test")
+ALONE = ("backbone", "diffusion")   # the models whose own ranks run_opinions saves beside the halves
 
 
 def opinion_names(params: dict, part: str) -> list[str]:
     """The opinions run_opinions prepares for `part`: backbone, diffusion, and on test each control. The
     controls are a test-time comparison only (nothing is selected on them): none on validation."""
-    return ["backbone", "diffusion", *((params.get("controls") or []) if part == "test" else [])]
+    return [*ALONE, *((params.get("controls") or []) if part == "test" else [])]
+
+
+def opinion_keys(params: dict) -> list[str]:
+    """The keys of run_opinions' result (the opinions stage's file names): halves, then the ranks alone."""
+    return ([f"{part}_{name}" for part in PARTS for name in opinion_names(params, part)]
+            + [f"{part}_ranks_{model}" for part in PARTS for model in ALONE])
 
 
 def run_opinions(params: dict, split: Split, scores: dict[str, np.ndarray], similarity: ItemSimilarity,
@@ -44,7 +51,7 @@ def run_opinions(params: dict, split: Split, scores: dict[str, np.ndarray], simi
                               f"{len(evalset.targets)} users x {split.num_items + 1} item ids: re-run train_diffusion")
         seconds = {"diffusion": x0_hat}
         seconds.update({name: control_scores(name, logits, similarity, split.train, seed)
-                        for name in opinion_names(params, part)[2:]})
+                        for name in opinion_names(params, part) if name not in ALONE})
         halves, alone = opinion_halves(logits, seconds, evalset, params["ensemble"]["norm"], params["eval"]["exclude"])
         out.update({f"{part}_{name}": half for name, half in halves.items()})
         out.update({f"{part}_ranks_{name}": ranks for name, ranks in alone.items()})
@@ -60,7 +67,7 @@ def fuse_run(params: dict, split: Split, opinions: dict[str, np.ndarray],
     for part, evalset in zip(PARTS, evaluation_sets(split.train, split.val, split.test, params["max_len"])):
         shape = (len(evalset.targets), split.num_items + 1)
         halves = {name: opinions[f"{part}_{name}"] for name in opinion_names(params, part)}
-        alone = {name: opinions[f"{part}_ranks_{name}"] for name in ("backbone", "diffusion")}
+        alone = {name: opinions[f"{part}_ranks_{name}"] for name in ALONE}
         bad = [name for name, half in halves.items() if half.shape != shape or half.dtype != np.float32]
         bad += [f"ranks_{name}" for name, ranks in alone.items() if ranks.shape != shape[:1]]
         if bad:

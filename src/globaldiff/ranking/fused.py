@@ -72,7 +72,7 @@ def fused_ranks(halves: dict[str, np.ndarray], evalset, gamma: float, exclude: s
     parts: dict[str, list[np.ndarray]] = {}
     for rows, mask, targets in chunk_masks(backbone.shape[1] - 1, evalset, exclude, chunk):
         for name, half in seconds.items():
-            fused = fuse_halves(backbone[rows], half[rows], gamma).masked_fill(mask, float("-inf"))
+            fused = fuse_halves(backbone[rows], half[rows], gamma)      # masked_ranks sets the excluded to -inf
             parts.setdefault(fused_name(name), []).append(masked_ranks(fused, mask, targets))
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
