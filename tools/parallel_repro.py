@@ -131,7 +131,7 @@ def dvc_runner(logdir: Path, threads: int, t0: float, rows: list, lock: threadin
         log = logdir / (name.replace("/", "_") + ".log")
         start = time.monotonic()
         for attempt in range(tries):
-            with open(log, "w") as fh:       # live: the stage's epochs can be followed with tail -f
+            with open(log, "w") as fh:       # dvc passes the stage's output on (in blocks, not line by line)
                 rc = subprocess.run(command + [name], env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
             if rc == 0 or not any(r in log.read_text(errors="replace") for r in RETRY):
                 break
