@@ -3,7 +3,7 @@
 Usage: python benchmarks/compare_precision.py A_REPO B_REPO [--dataset ml-1m] [--backbone sasrec]
                                               [--models backbone fusion diffusion]
 
-A_REPO and B_REPO are two checkouts that ran `dvc repro evaluate@DATASET-BACKBONE-SEED ...` for the same seeds,
+A_REPO and B_REPO are two checkouts that ran `dvc repro evaluate` with the same study (datasets, backbone, seeds),
 with params.yaml differing only in `precision` (read from each repo's params.yaml and printed). For each model and
 test metric it prints mean +- std (sample std over seeds) and min..max of each, the difference of the means, and
 whether each mean lies inside the other's min..max (the rule for adopting a precision: docs/speed.md).
@@ -31,7 +31,7 @@ def seed_metrics(repo: Path, dataset: str, backbone: str) -> dict[int, dict]:
         record = json.loads(path.read_text())
         runs[int(record["seed"])] = record["test"]
     if not runs:
-        sys.exit(f"{folder}: no seed*.json (run the evaluate stages there first)")
+        sys.exit(f"{folder}: no seed*.json (run the evaluate stage there first)")
     return runs
 
 

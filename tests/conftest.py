@@ -416,6 +416,14 @@ def background_fixture(*needs: str):
     return declare
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The modules with a test that waits for a background job run last (whole modules, in their own order, so no
+    module fixture is built twice): the other tests fill the time the jobs take instead of a test waiting idle."""
+    waits = {item.module.__name__ for item in items
+             if item.module is not None and set(getattr(item, "fixturenames", ())) & set(BACKGROUND.jobs)}
+    items.sort(key=lambda item: getattr(item.module, "__name__", "") in waits)     # stable: order kept otherwise
+
+
 def pytest_collection_finish(session):
     if not session.config.option.collectonly:
         BACKGROUND.start({name for item in session.items for name in getattr(item, "fixturenames", ())})

@@ -173,8 +173,9 @@ def test_select_names_templates_and_globs():
     name = f"train_backbone@{dataset}-{backbone}-{seed}"
     assert plan.order(plan.select([name])) == [f"download@{dataset}", f"preprocess@{dataset}", name]
     assert set(plan.select(["train_backbone"])) == {n for n in plan.stages if n.startswith("train_backbone@")}
-    assert set(plan.select([f"evaluate@*-{backbone}-*"])) == {n for n in plan.stages
-                                                             if n.startswith("evaluate@") and f"-{backbone}-" in n}
+    assert set(plan.select([f"opinions@*-{backbone}-*"])) == {n for n in plan.stages
+                                                             if n.startswith("opinions@") and f"-{backbone}-" in n}
+    assert plan.select(["evaluate"]) == ["evaluate"]            # one stage over every run of the study
     with pytest.raises(planner.PlanError, match="no stage matches"):
         plan.select(["nope@*"])
 
@@ -357,7 +358,7 @@ def test_runner_end_to_end_on_the_tiny_study_with_the_paper_scale_profile(tmp_pa
     assert yaml.safe_load((out / "params.yaml").read_text()) == params
     t = timings(out)
     expected = ["download@custom", "preprocess@custom", "similarity@custom", "train_backbone@custom-cbit-0",
-                "train_diffusion@custom-cbit-0", "opinions@custom-cbit-0", "evaluate@custom-cbit-0", "fusion_sweep@custom-cbit-0", "summary"]
+                "train_diffusion@custom-cbit-0", "opinions@custom-cbit-0", "evaluate", "fusion_sweep@custom-cbit-0", "summary"]
     assert list(t) == expected and {r["status"] for r in t.values()} == {"ok"}
     plan = planner.Plan(yaml.safe_load((root / "dvc.yaml").read_text()), params)
     for name in expected:                       # every stage started after each of its upstream stages ended

@@ -138,7 +138,7 @@ def poison(path: Path, value: float = float("nan")) -> None:
 
 def test_finite_scores_evaluate_then_nan_is_refused(work, monkeypatch, capsys):
     assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0          # the control: finite matrices evaluate
-    assert stage("evaluate", RUN, monkeypatch, capsys)[0] == 0
+    assert stage("evaluate", [], monkeypatch, capsys)[0] == 0
     for folder in ("opinions", "ranks", "reports"):
         shutil.rmtree(work / folder)
     poison(work / SCORES / "test_x0.npy")
@@ -154,7 +154,7 @@ OPINIONS = Path("opinions/custom/sasrec/seed0")
 def test_evaluate_refuses_non_finite_opinions(work, monkeypatch, capsys, name):
     assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0
     poison(work / OPINIONS / f"{name}.npy", float("inf"))
-    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    rc, err = stage("evaluate", [], monkeypatch, capsys)
     refused(rc, err, f"{OPINIONS / name}.npy: holds 1 NaN or inf value(s)", "first at index (1, 2)")
     nothing_written("evaluate", work)
 
@@ -168,15 +168,29 @@ def test_evaluate_refuses_opinions_that_do_not_fit(work, monkeypatch, capsys, na
     assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0
     path = work / OPINIONS / f"{name}.npy"
     np.save(path, np.load(path).astype(np.float64) if array is None else array, allow_pickle=False)
-    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    rc, err = stage("evaluate", [], monkeypatch, capsys)
     refused(rc, err, f"{OPINIONS}: {words}", "re-run the opinions stage")
+    nothing_written("evaluate", work)
+
+
+def test_evaluate_writes_no_run_when_a_later_run_is_refused(work, monkeypatch, capsys):
+    """One evaluate stage fuses every run of the study: a bad second run leaves no metrics of the first."""
+    assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["study"]["seeds"] = [0, 1]
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = Path("opinions/custom/sasrec/seed1")
+    shutil.copytree(work / OPINIONS, work / second)
+    poison(work / second / "test_diffusion.npy")
+    rc, err = stage("evaluate", [], monkeypatch, capsys)
+    refused(rc, err, f"{second / 'test_diffusion.npy'}: holds 1 NaN or inf value(s)")
     nothing_written("evaluate", work)
 
 
 def test_evaluate_names_a_missing_opinion(work, monkeypatch, capsys):
     assert stage("opinions", RUN, monkeypatch, capsys)[0] == 0
     (work / OPINIONS / "test_propagated.npy").unlink()
-    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    rc, err = stage("evaluate", [], monkeypatch, capsys)
     refused(rc, err, f"{OPINIONS / 'test_propagated.npy'}: file not found")
     nothing_written("evaluate", work)
 
@@ -498,7 +512,7 @@ def test_yaml_nan_and_inf_stop_a_stage_first(workdir, monkeypatch, capsys, line,
     text = (REPO / "params.yaml").read_text()
     assert text.count(line) == 1
     (workdir / "params.yaml").write_text(text.replace(line, bad))
-    rc, err = stage("evaluate", RUN, monkeypatch, capsys)
+    rc, err = stage("evaluate", [], monkeypatch, capsys)
     refused(rc, err, f"params.yaml: {words}: expected a finite number")
     assert leftovers(workdir) == ["params.yaml"]
 

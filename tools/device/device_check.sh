@@ -10,7 +10,8 @@
 #        a smoke step of each backbone on CUDA at the committed sizes (fp32 and bf16), and of the MLP and U-Net
 #        denoisers on each backbone's guidance                                                  (<= 60 s)
 #     b. the SASRec seed-0 chain exactly as dvc.yaml's commands, in dvc's order, each stage timed
-#        (download, preprocess, similarity, train_backbone, train_diffusion, opinions, evaluate @ ml-1m sasrec 0), then
+#        (download, preprocess, similarity, train_backbone, train_diffusion, opinions @ ml-1m sasrec 0, and evaluate
+#        with the study cut to that run), then
 #        its outputs against dvc.lock (data stages: byte-identical expected) and the test metrics against the
 #        committed CPU run (a difference is a finding, not a failure)
 #   part 2 (c), about 7 min:       run(command="bash tools/device/device_check.sh 2", timeout_s=420)
@@ -69,7 +70,9 @@ if [ "$PART" = 1 ]; then
   say "smoke rc ${PIPESTATUS[0]}"
   # b. the SASRec seed-0 chain, dvc.yaml's commands in dvc's order, each stage timed (timings.tsv)
   say "b. SASRec seed-0 chain on $DATASET, budget $(( $(left) - 25 ))s"
-  "${RUNNER[@]}" --no-preflight --only "evaluate@$DATASET-sasrec-0" --budget-s $(( $(left) - 25 )) \
+  # (evaluate fuses every run of the study: the study is cut to this one run, in the device's copy of params.yaml)
+  "${RUNNER[@]}" --no-preflight --set "study.datasets=[$DATASET]" --set 'study.backbones=[sasrec]' \
+    --set 'study.seeds=[0]' --write-params --only evaluate --budget-s $(( $(left) - 25 )) \
     --stage-timeout 'download@*=60' --stage-timeout 'preprocess@*=90' --stage-timeout 'similarity@*=90'
   RC=$?
   say "runner rc $RC"
@@ -113,7 +116,7 @@ PYEOF
   say "c. CBiT seed 0 at paper scale on $DATASET: epoch cap $CAP (the profile's 250, cut to fit $(left)s; early stopping may stop sooner)"
   "${RUNNER[@]}" --no-preflight --profile profiles/paper-scale.yaml --set "study.datasets=[$DATASET]" \
     --set 'study.backbones=[cbit]' --set 'study.seeds=[0]' --set 'ablations.run=[]' --set 'longterm.seeds=[]' \
-    --set "backbones.cbit.train.epochs=$CAP" "${EXTRA[@]}" --write-params --only "evaluate@$DATASET-cbit-0" \
+    --set "backbones.cbit.train.epochs=$CAP" "${EXTRA[@]}" --write-params --only evaluate \
     --budget-s $(( $(left) - 15 ))
   RC=$?
   say "runner rc $RC; part 2 done in $(( $(date +%s) - T0 ))s (files: $(ls "$OUT" | tr '\n' ' '))"

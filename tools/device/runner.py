@@ -434,11 +434,14 @@ class Runner:
             if self.jobs[n].status != "ok":
                 continue
             for out in self.plan.stages[n].outs:
-                if out.kind == "metrics" and (self.repo / out.path).is_file():
+                path = self.repo / out.path
+                if out.kind != "metrics":
+                    continue
+                for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []:
                     folder = self.out / "metrics"
                     folder.mkdir(exist_ok=True)
-                    flat = "".join(c if c.isalnum() or c in "._-" else "_" for c in out.path)
-                    shutil.copyfile(self.repo / out.path, folder / flat)
+                    flat = "".join(c if c.isalnum() or c in "._-" else "_" for c in f.relative_to(self.repo).as_posix())
+                    shutil.copyfile(f, folder / flat)
 
 
 def parse_args(argv: list[str] | None):
