@@ -13,6 +13,7 @@ Integers without a thousands separator or a % (epochs, seeds, minutes) are not s
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def table2_claims() -> list[tuple[Path, str]]:
     paper = {r["model"]: r for r in t2 if r["source"] == "paper"}
     names = [r["model"][len("Improv. % ("):-1] for r in t2 if r["source"] == "ours" and r["model"].startswith("Improv.")]
     changes = [float(ours[f"Improv. % ({n})"][m]) for n in names for m in METRICS]
-    assert max(map(abs, changes)) < 0.5
+    bound = f"±{math.ceil(10 * max(map(abs, changes))) / 10:.1f}%"      # the smallest tenth of a percent that holds
     significant = [(float(ours[f"Improv. % ({n})"][m]),
                     f"{n} {m}, {pct(ours[f'Improv. % ({n})'][m])}, p {fmt_p(ours[f'p-value ({n})'][m])}")
                    for n in names for m in METRICS if float(ours[f"p-value ({n})"][m]) < 0.05]
@@ -99,17 +100,19 @@ def table2_claims() -> list[tuple[Path, str]]:
     for n in names:
         values = [float(paper[f"Improv. % ({n})"][m]) for m in METRICS]
         ranges.append(f"{min(values):+.2f}% to {max(values):+.2f}% on {n}")
-    for n in names:   # each of ours, alone, above the paper's +GlobalDiff on HR@10 and HR@20
-        assert all(float(ours[n][m]) > float(paper[f"{n}+GlobalDiff"][m]) for m in ("HR@10", "HR@20"))
+    above = [n for n in names if all(float(ours[n][m]) > float(paper[f"{n}+GlobalDiff"][m]) for m in ("HR@10", "HR@20"))]
+    above_text = ("each of our backbones, alone, is above the paper's row for the same backbone with GlobalDiff"
+                  if above == names else f"our {', '.join(above)}, alone, are above the paper's row for the same "
+                  f"backbone with GlobalDiff, our {', '.join(n for n in names if n not in above)} is not")
     cbit, cbit_paper = ours["CBiT"], paper["CBiT+GlobalDiff"]
     ndcg = relation([float(cbit[m]) for m in ("NDCG@10", "NDCG@20")], [float(cbit_paper[m]) for m in ("NDCG@10", "NDCG@20")])
     alone = {n: float(ours[f"diffusion alone ({n})"]["HR@10"]) for n in names}
     three = [alone[n] for n in ("SASRec", "BERT4Rec", "CBiT")]
-    return [(README, "Every change of ours lies within ±0.5%"), (RESULTS, "every change lies within ±0.5%"),
+    return [(README, f"Every change of ours lies within {bound}"), (RESULTS, f"every change lies within {bound}"),
             (README, f"the paper reports {', '.join(ranges[:-1])} and {ranges[-1]}"),
             (README, readme_p), (RESULTS, results_p),
             (README, f"paper's ({marked} of the {len(changes)})"),
-            (RESULTS, "each of our backbones, alone, is above the paper's row for the same backbone with GlobalDiff"),
+            (RESULTS, above_text),
             (RESULTS, f"CBiT: {float(cbit['HR@10']):.4f} against {float(cbit_paper['HR@10']):.4f} HR@10"),
             (RESULTS, f"on NDCG our CBiT alone is {ndcg} the paper's CBiT+GlobalDiff "
                       f"({float(cbit['NDCG@10']):.4f} against {float(cbit_paper['NDCG@10']):.4f} NDCG@10, "
@@ -141,10 +144,12 @@ def sweep_claims() -> list[tuple[Path, str]]:
     by = {(r["backbone"], r["row"]): r for r in tuned}
     def tuned_cell(name):
         return f"{pct(by[(name, 'change %')]['HR@10'])} ({name}, p {fmt_p(by[(name, 'p-value')]['HR@10'])})"
-    significant = [(n, m) for (n, row), r in by.items() if row == "p-value" for m in METRICS if float(r[m]) < 0.05]
-    assert len(significant) == 1
-    (name, metric), = significant
-    assert float(by[(name, "change %")][metric]) < 0
+    significant = [(float(by[(n, "change %")][m]), f"{n} {m} {pct(by[(n, 'change %')][m])}, p {fmt_p(r[m])}")
+                   for (n, row), r in by.items() if row == "p-value" for m in METRICS if float(r[m]) < 0.05]
+    losses = sum(c < 0 for c, _ in significant)
+    kind = "all losses" if losses == len(significant) else "all gains" if not losses else f"{losses} of them losses"
+    tuned_sig = (f"significant tuned cells: {len(significant)}, {kind} ({'; '.join(t for _, t in significant)})"
+                 if significant else "no tuned cell is significant at 0.05")
     grid = [r for r in rows("fusion_sweep") if r["split"] == "test"]
     gammas = [c for c in grid[0] if c.startswith("γ=")]
     best = max(((float(r[g]), r["backbone"], r["norm"], g[2:]) for r in grid for g in gammas))
@@ -159,8 +164,7 @@ def sweep_claims() -> list[tuple[Path, str]]:
                       f"{pct(by[('SASRec', 'change %')]['HR@10'])} (p {fmt_p(by[('SASRec', 'p-value')]['HR@10'])})"),
             (RESULTS, f"would change SASRec's HR@10 by {l2['SASRec']}"),
             (RESULTS, f"changes test HR@10 by {tuned_cell('BERT4Rec')}, {tuned_cell('CBiT')} and {tuned_cell('SRGNN')}"),
-            (RESULTS, f"the one significant tuned cell is a loss ({name} {metric} "
-                      f"{pct(by[(name, 'change %')][metric])}, p {fmt_p(by[(name, 'p-value')][metric])})"),
+            (RESULTS, tuned_sig),
             (RESULTS, f"The best test cell of any grid is {best[0]:+.2f}% ({best[1]}, {best[2]}, gamma {best[3]}), "
                       "which validation did not pick"),
             (RESULTS, f"by {l2['BERT4Rec']} on BERT4Rec, {l2['CBiT']} on CBiT and {l2['SRGNN']} on SRGNN")]
@@ -175,17 +179,19 @@ def longterm_claims() -> list[tuple[Path, str]]:
 def ablation_claims() -> list[tuple[Path, str]]:
     table = {r["variant"]: r for r in rows("ablations")}
     main = float(table["main run"]["HR@20"])
-    for name in ("loss_ce", "rule_code", "logits_input", "last10", "authors_diffusion"):
-        assert round(abs(float(table[name]["HR@20"]) - main), 4) <= 0.002 and float(table[name]["p (HR@20)"]) >= 0.1
-    variants = [r for v, r in table.items() if v != "main run"]
-    fused = [float(r["HR@20"]) for r in variants]
-    assert min(float(r["p (HR@20)"]) for r in variants) > 0.13
+    variants = {v: r for v, r in table.items() if v != "main run"}
+    moves = {v: float(r["HR@20"]) - main for v, r in variants.items()}
+    significant = [v for v, r in variants.items() if float(r["p (HR@20)"]) < 0.05]
+    kind = "gains" if all(moves[v] > 0 for v in significant) else "moves"
+    sig_text = (f"{len(significant)} of the {len(variants)} variants move it at p < 0.05 (uncorrected, one seed), all "
+                f"{kind}: " + "; ".join(f"{v} {moves[v]:+.4f}, p {fmt_p(variants[v]['p (HR@20)'])}" for v in significant))
+    fused = [float(r["HR@20"]) for r in variants.values()]
     alone = {v: f"{float(r['diffusion alone HR@20']):.4f}" for v, r in table.items()}
     kmeans = [float(alone[v]) for v in ("kmeans100", "kmeans500", "kmeans1000")]
     t3 = {(r["variant"], r["source"]): r for r in rows("table3")}
     paper = [float(r["HR@20"]) for (v, s), r in t3.items() if s == "paper"]
-    return [(ABLATIONS, "None moves the fused HR@20 by more than 0.002 from the main run's or reaches p < 0.1"),
-            (ABLATIONS, f"fused HR@20 between {min(fused):.4f} and {max(fused):.4f}, every p above 0.13"),
+    return [(ABLATIONS, f"fused HR@20 between {min(fused):.4f} and {max(fused):.4f} against the main run's {main:.4f}"),
+            (ABLATIONS, sig_text),
             (ABLATIONS, f"(HR@20 {alone['guidance_none']} against {alone['main run']})"),
             (ABLATIONS, f"({alone['T100']} at T = 100, {alone['T200']} at T = 200)"),
             (ABLATIONS, f"leave it at {min(kmeans):.4f} to {max(kmeans):.4f}"),
