@@ -215,6 +215,13 @@ class Job:
         self.reported = False
 
 
+def out_files(path: Path, pattern: str) -> list[Path]:
+    """An output's files: the file itself, or the files under the folder matching `pattern` (none if missing)."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob(pattern) if p.is_file()) if path.is_dir() else []
+
+
 class Runner:
     def __init__(self, args, plan: planner.Plan, names: list[str], log: Log, out: Path, env: dict):
         self.args, self.plan, self.names, self.log, self.out, self.env = args, plan, names, log, out, env
@@ -412,8 +419,7 @@ class Runner:
                 continue
             for out in self.plan.stages[n].outs:
                 path = self.repo / out.path
-                files = [path] if path.is_file() else sorted(p for p in path.rglob("*.json")) if path.is_dir() else []
-                for f in files:
+                for f in out_files(path, "*.json"):
                     rel = f.relative_to(self.repo).as_posix()
                     if out.kind == "outs" and f.suffix != ".json":
                         continue
@@ -434,10 +440,9 @@ class Runner:
             if self.jobs[n].status != "ok":
                 continue
             for out in self.plan.stages[n].outs:
-                path = self.repo / out.path
                 if out.kind != "metrics":
                     continue
-                for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []:
+                for f in out_files(self.repo / out.path, "*"):
                     folder = self.out / "metrics"
                     folder.mkdir(exist_ok=True)
                     flat = "".join(c if c.isalnum() or c in "._-" else "_" for c in f.relative_to(self.repo).as_posix())
